@@ -1,0 +1,137 @@
+// Picks the best instruction set the CPU (and OS) supports at import; FASTNN_SIMD
+// (read by the Python package) or set_simd_level() may choose a lower one.
+#include "cpu/dispatch.h"
+
+#include <atomic>
+#include <stdexcept>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastnn {
+namespace cpu {
+
+#define FASTNN_DECLARE_LEVEL(level)            \
+  namespace level {                            \
+  void fill_batch_norm(KernelTable& table);    \
+  void fill_stream(KernelTable& table);        \
+  }
+FASTNN_DECLARE_LEVEL(baseline)
+#ifdef FASTNN_HAVE_AVX2
+FASTNN_DECLARE_LEVEL(avx2)
+#endif
+#ifdef FASTNN_HAVE_AVX512
+FASTNN_DECLARE_LEVEL(avx512)
+#endif
+#undef FASTNN_DECLARE_LEVEL
+
+namespace {
+
+struct Level {
+  const char* name;
+  bool supported;
+  KernelTable table;
+};
+
+template <void (*FillBn)(KernelTable&), void (*FillStream)(KernelTable&)>
+Level make_level(const char* name, bool supported) {
+  Level l{name, supported, {}};
+  l.table.level = name;
+  FillBn(l.table);
+  FillStream(l.table);
+  return l;
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("bmi2");
+}
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+#endif
+
+// Best first.
+const std::vector<Level>& levels() {
+  static const std::vector<Level> all = [] {
+    std::vector<Level> v;
+#ifdef FASTNN_HAVE_AVX512
+    v.push_back(make_level<avx512::fill_batch_norm, avx512::fill_stream>("avx512", cpu_has_avx512()));
+#endif
+#ifdef FASTNN_HAVE_AVX2
+    v.push_back(make_level<avx2::fill_batch_norm, avx2::fill_stream>("avx2", cpu_has_avx2()));
+#endif
+    v.push_back(make_level<baseline::fill_batch_norm, baseline::fill_stream>("baseline", true));
+    return v;
+  }();
+  return all;
+}
+
+const KernelTable* best_table() {
+  for (const Level& l : levels())
+    if (l.supported) return &l.table;
+  return nullptr;  // unreachable: baseline is always supported
+}
+
+std::atomic<const KernelTable*> g_table{best_table()};
+
+int default_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();  // honours OMP_NUM_THREADS
+#else
+  return 1;
+#endif
+}
+
+std::atomic<int> g_threads{default_threads()};
+
+}  // namespace
+
+const KernelTable& kernels() { return *g_table.load(std::memory_order_acquire); }
+
+std::vector<std::string> simd_available() {
+  std::vector<std::string> names;
+  for (const Level& l : levels())
+    if (l.supported) names.push_back(l.name);
+  return names;
+}
+
+void set_simd_level(const std::string& name) {
+  std::string known;
+  for (const Level& l : levels()) {
+    if (name == l.name) {
+      if (!l.supported)
+        throw std::invalid_argument("SIMD level '" + name + "' is not supported by this CPU");
+      g_table.store(&l.table, std::memory_order_release);
+      return;
+    }
+    known += (known.empty() ? "" : ", ") + std::string(l.name);
+  }
+  throw std::invalid_argument("unknown SIMD level '" + name + "'; this build has: " + known);
+}
+
+int num_threads() { return g_threads.load(std::memory_order_relaxed); }
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
+#ifdef _OPENMP
+  g_threads.store(n, std::memory_order_relaxed);
+#else
+  g_threads.store(1, std::memory_order_relaxed);  // a build without OpenMP runs one thread
+#endif
+}
+
+bool has_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace cpu
+}  // namespace fastnn

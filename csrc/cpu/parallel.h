@@ -1,0 +1,42 @@
+// Thread helpers for the CPU kernels. Work is always split into tasks fixed by the
+// data's shape; the thread count only decides who runs which task, never what a task
+// computes, so results are identical for any number of threads.
+#pragma once
+#include <stdint.h>
+#include <stdlib.h>
+#include <new>
+#include "fastnn/config.h"
+
+FASTNN_CPU_NAMESPACE_BEGIN
+
+// Runs body(t) for t in [0, n): contiguous ranges of tasks per thread.
+template <class F>
+inline void parallel_for(int64_t n, int threads, const F& body) {
+#ifdef _OPENMP
+  if (threads > 1 && n > 1) {
+    const int team = static_cast<int>(n < threads ? n : threads);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (int64_t t = 0; t < n; ++t) body(t);
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (int64_t t = 0; t < n; ++t) body(t);
+}
+
+// Heap scratch for per-task partial results (plain malloc: no std templates in
+// code compiled per instruction set).
+template <class T>
+struct Scratch {
+  T* data;
+  explicit Scratch(int64_t n) : data(static_cast<T*>(malloc(sizeof(T) * (n > 0 ? n : 1)))) {
+    if (!data) throw std::bad_alloc();
+  }
+  ~Scratch() { free(data); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T& operator[](int64_t i) { return data[i]; }
+};
+
+FASTNN_CPU_NAMESPACE_END

@@ -1,0 +1,59 @@
+// Streaming loops that set the memory floor the benchmarks compare against: the
+// least time any kernel that reads and writes the same arrays can take. Compiled per
+// instruction set like the kernels they are compared with.
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+
+FASTNN_CPU_NAMESPACE_BEGIN
+namespace {
+
+constexpr int64_t kStreamChunk = int64_t(1) << 16;  // floats per task
+
+inline int64_t chunks(int64_t n) { return (n + kStreamChunk - 1) / kStreamChunk; }
+inline int64_t chunk_len(int64_t t, int64_t n) {
+  const int64_t rest = n - t * kStreamChunk;
+  return rest < kStreamChunk ? rest : kStreamChunk;
+}
+
+// dst = src, out of place.
+void stream_copy(const void* src, void* dst, int64_t bytes, int threads) {
+  const int64_t n = bytes / 4;
+  parallel_for(chunks(n), threads, [&](int64_t t) {
+    const int64_t o = t * kStreamChunk;
+    memcpy(static_cast<float*>(dst) + o, static_cast<const float*>(src) + o,
+           sizeof(float) * chunk_len(t, n));
+  });
+  if (bytes % 4) memcpy(static_cast<char*>(dst) + 4 * n, static_cast<const char*>(src) + 4 * n, bytes % 4);
+}
+
+// Reads n floats, writes nothing (returns their sum so the reads can't be dropped).
+double stream_read(const float* src, int64_t n, int threads) {
+  Scratch<double> part(chunks(n));
+  parallel_for(chunks(n), threads, [&](int64_t t) {
+    part[t] = lane_sum(src + t * kStreamChunk, chunk_len(t, n), [](auto v) { return v; });
+  });
+  double total = 0;
+  for (int64_t t = 0; t < chunks(n); ++t) total += part[t];
+  return total;
+}
+
+// Reads and writes k arrays of n floats in place (a[i] *= factor).
+void stream_scale_inplace(float* const* arrays, int64_t k, int64_t n, float factor, int threads) {
+  parallel_for(chunks(n), threads, [&](int64_t t) {
+    const int64_t o = t * kStreamChunk, len = chunk_len(t, n);
+    for (int64_t a = 0; a < k; ++a)
+      map16(arrays[a] + o, arrays[a] + o, len, [factor](auto v) { return v * factor; });
+  });
+}
+
+}  // namespace
+
+void fill_stream(KernelTable& table) {
+  table.stream = {&stream_copy, &stream_read, &stream_scale_inplace};
+}
+
+FASTNN_CPU_NAMESPACE_END

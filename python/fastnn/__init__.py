@@ -1,0 +1,62 @@
+"""fastnn: native kernels for training neural networks.
+
+NumPy arrays run on the CPU kernels (OpenMP + SIMD), CuPy arrays on the CUDA kernels.
+See ``fastnn.functional`` (alias ``fastnn.F``) and ``fastnn.info()``.
+"""
+
+import os as _os
+import warnings as _warnings
+
+from . import _backend, _cpu
+from . import functional
+from . import functional as F
+
+__version__ = _cpu.__version__
+__all__ = ["F", "functional", "info", "set_num_threads", "get_num_threads", "__version__"]
+
+
+def set_num_threads(n):
+    """Threads the CPU kernels use (default: OMP_NUM_THREADS, else all cores).
+    Results do not depend on it: work is split by the data's shape."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _cpu.set_num_threads(n)
+
+
+def get_num_threads():
+    """Threads the CPU kernels use."""
+    return _cpu.get_num_threads()
+
+
+def info():
+    """What this installation has: version, backends, SIMD level, threads, CUDA devices."""
+    try:
+        cuda = _backend.cuda_module()
+        cuda_built, cuda_devices = True, cuda.device_count()
+    except RuntimeError:
+        cuda_built, cuda_devices = False, 0
+    return {
+        "version": __version__,
+        "backends": ["cpu"] + (["cuda"] if cuda_built else []),
+        "simd": _cpu.get_simd_level(),
+        "simd_available": list(_cpu.simd_available()),
+        "simd_built": list(_cpu.simd_built),
+        "threads": get_num_threads(),
+        "openmp": _cpu.has_openmp(),
+        "cuda_built": cuda_built,
+        "cuda_devices": cuda_devices,
+    }
+
+
+def _apply_simd_env():
+    level = _os.environ.get("FASTNN_SIMD")
+    if level:
+        try:
+            _cpu.set_simd_level(level.strip().lower())
+        except ValueError as exc:
+            _warnings.warn(f"FASTNN_SIMD={level!r} ignored: {exc}", RuntimeWarning, stacklevel=3)
+
+
+_apply_simd_env()

@@ -1,0 +1,87 @@
+"""The functional API: ``fastnn.functional`` (alias ``fastnn.F``).
+
+Every function takes NumPy arrays (CPU kernels) or CuPy arrays (CUDA kernels),
+float32 or float64, all of one dtype, C-contiguous. ``out=`` takes one array (the
+first result) or a tuple with an array or None per result; results are returned in
+those arrays. Bad input raises TypeError or ValueError naming the argument, before
+anything is written.
+"""
+
+from collections import namedtuple
+
+from . import _backend
+
+__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward"]
+
+BatchNormOutput = namedtuple("BatchNormOutput", ["y", "mean", "invstd"])
+BatchNormOutput.__doc__ = "Result of batch_norm_forward: y, and the per-channel mean and invstd it used."
+
+
+def _outs(out, names):
+    """out=None | array | tuple of len(names) (entries array or None) -> tuple."""
+    if out is None:
+        return (None,) * len(names)
+    if isinstance(out, (tuple, list)):
+        if len(out) != len(names):
+            raise ValueError(
+                f"out must be an array or a tuple of {len(names)} entries "
+                f"({', '.join(names)}), got a tuple of {len(out)}"
+            )
+        return tuple(out)
+    return (out,) + (None,) * (len(names) - 1)
+
+
+def _float(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _axis(channel_axis):
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, int):
+        raise TypeError(f"channel_axis must be an int, got {type(channel_axis).__name__}")
+    return channel_axis
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=True,
+                       momentum=0.1, eps=1e-5, channel_axis=1, out=None):
+    """Batch normalization (Ioffe & Szegedy 2015), forward.
+
+    x: (N, C, *spatial) with channel_axis=1, or (N, *spatial, C) with channel_axis=-1.
+    weight, bias: (C,) or None (affine=False: ones, zeros).
+    running_mean, running_var: (C,) or None. In training they are updated in place,
+    as torch does: running = (1 - momentum) * running + momentum * batch, with the
+    unbiased batch variance for running_var. In eval (training=False) they are used
+    to normalize and are required.
+
+    Returns BatchNormOutput(y, mean, invstd): mean and invstd (C,) are what y was
+    normalized with (batch statistics in training, running ones in eval), in x's
+    dtype; pass them to batch_norm_backward. y = (x - mean) * invstd * weight + bias,
+    computed as ((x - mean) * s + bias) from the float64 mean, so |mean| >> std
+    loses nothing.
+    """
+    y, mean, invstd = _outs(out, ("y", "mean", "invstd"))
+    backend = _backend.select("batch_norm_forward", x=x, weight=weight, bias=bias,
+                              running_mean=running_mean, running_var=running_var,
+                              y=y, mean=mean, invstd=invstd)
+    return BatchNormOutput(*backend.batch_norm_forward(
+        x, weight, bias, running_mean, running_var, bool(training),
+        _float(momentum, "momentum"), _float(eps, "eps"), _axis(channel_axis), y, mean, invstd))
+
+
+def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1, out=None):
+    """Batch normalization, backward: returns (dx, dweight, dbias).
+
+    dy, x: like the forward's x (x is the forward input). weight: (C,) or None (ones).
+    mean, invstd: (C,), as returned by batch_norm_forward. training=True gives the
+    gradient through the batch statistics; training=False the eval-mode gradient
+    dx = dy * weight * invstd. dweight = sum(dy * xhat) and dbias = sum(dy) are always
+    returned. In training, mean only has to be close: the batch mean is refined from x
+    in the same pass, so a float32 mean's lost low bits cost nothing.
+    out: dx alone, or (dx, dweight, dbias); dx may be dy or x (in place).
+    """
+    dx, dweight, dbias = _outs(out, ("dx", "dweight", "dbias"))
+    backend = _backend.select("batch_norm_backward", x=x, dy=dy, weight=weight, mean=mean,
+                              invstd=invstd, dx=dx, dweight=dweight, dbias=dbias)
+    return backend.batch_norm_backward(dy, x, weight, mean, invstd, bool(training),
+                                       _axis(channel_axis), dx, dweight, dbias)
