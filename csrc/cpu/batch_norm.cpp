@@ -54,35 +54,33 @@ struct Planes {
   }
 };
 
-// Two passes over one piece (in cache for the second): count, mean - shift, M2.
+// One pass over one piece: its shifted sums, in float64.
 template <class T>
 ChunkStats piece_stats(const T* p, int64_t len, double shift) {
-  const double dm = lane_sum(p, len, [shift](auto v) { return v - shift; }) / double(len);
-  const double m2 = lane_sum(p, len, [shift, dm](auto v) {
-    const auto d = (v - shift) - dm;
-    return d * d;
-  });
-  return {double(len), dm, m2};
+  Vec16<double> s1 = zeros16<double>(), s2 = s1;
+  auto add = [&](const Vec16<double>& d) {
+    s1 += d;
+    s2 += d * d;
+  };
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) add(load16_f64(p + i) - shift);
+  if (i < len) add(first_lanes(load_tail16_f64(p + i, len - i) - shift, len - i));
+  return chunk_from_shifted_sums(double(len), reduce_lanes(s1), reduce_lanes(s2));
 }
 
 // sum(dy), sum(dy * (x - m0)), sum(x - m0) over one piece.
 template <class T>
 BackwardSums piece_backward_sums(const T* dy, const T* x, int64_t len, double m0) {
-  f64x16 s_dy = {}, s_dyx = {}, s_x = {};
-  int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    const f64x16 g = load16_f64(dy + i);
-    const f64x16 xc = load16_f64(x + i) - m0;
+  Vec16<double> s_dy = zeros16<double>(), s_dyx = s_dy, s_x = s_dy;
+  auto add = [&](const Vec16<double>& g, const Vec16<double>& xc) {
     s_dy += g;
     s_dyx += g * xc;
     s_x += xc;
-  }
-  for (int l = 0; i + l < len; ++l) {
-    const double g = dy[i + l], xc = double(x[i + l]) - m0;
-    s_dy[l] += g;
-    s_dyx[l] += g * xc;
-    s_x[l] += xc;
-  }
+  };
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) add(load16_f64(dy + i), load16_f64(x + i) - m0);
+  if (i < len)  // padding lanes: dy = 0 and x - m0 = 0
+    add(load_tail16_f64(dy + i, len - i), first_lanes(load_tail16_f64(x + i, len - i) - m0, len - i));
   return {reduce_lanes(s_dy), reduce_lanes(s_dyx), reduce_lanes(s_x)};
 }
 
@@ -285,33 +283,28 @@ struct Rows {
       for (int64_t u = 1; u < width / C; ++u)
         for (int64_t i = 0; i < C; ++i) per_channel[i] += slots[u * C + i];
   }
-  // The inverse: slot q gets its channel's value.
-  void spread(int64_t item, const double* per_channel, double* slots) const {
-    const int64_t n = narrow ? width : channels_in(item);
-    for (int64_t q = 0; q < n; ++q) slots[q] = per_channel[narrow ? q % C : q];
-  }
   // Parameter lanes from a per-channel function: lane l is channel l % C.
   template <class V, class F> void fill_lanes(V* lane, F f) const {
     for (int64_t l = 0; l < lanes; ++l) lane[l] = f(l % C);
   }
 };
 
-// acc[q] += f(slot q's values) over the item's segments, 16 slots at a time. The
-// f-argument is one vec16 (or scalar) per input stream, already at the segment.
+// For the slots q < len of one segment, 16 at a time: d = f(at), s1[q] += d and
+// s2[q] += d * d; at(p) loads slot q of stream p widened to float64 (a Vec16<double>,
+// or a double in the tail).
 template <class F>
-inline void accumulate_slots(double* acc, int64_t len, F f) {
+inline void accumulate_slots(double* s1, double* s2, int64_t len, F f) {
   int64_t q = 0;
-  for (; q + kLanes <= len; q += kLanes) store16(acc + q, load16(acc + q) + f(q, kLanes));
-  for (; q < len; ++q) acc[q] += f(q, 1)[0];
-}
-
-// Loads for slot q: a vector of 16 (n == 16) or a one-lane vector (tail).
-template <class T>
-inline f64x16 slot_load(const T* p, int64_t q, int64_t n) {
-  if (n == kLanes) return load16_f64(p + q);
-  f64x16 v = {};
-  v[0] = double(p[q]);
-  return v;
+  for (; q + kLanes <= len; q += kLanes) {
+    const auto d = f([q](const auto* p) { return load16_f64(p + q); });
+    store16(s1 + q, load16(s1 + q) + d);
+    store16(s2 + q, load16(s2 + q) + d * d);
+  }
+  for (; q < len; ++q) {
+    const double d = f([q](const auto* p) { return double(p[q]); });
+    s1[q] += d;
+    s2[q] += d * d;
+  }
 }
 
 // y = bn_normalize(x) with per-channel params, spread into lanes of T so the vectors
@@ -349,33 +342,20 @@ void rows_forward_train(const BnForwardArgs<T>& a) {
   Scratch<ChunkStats> part(g.blocks * C);
 
   parallel_for(g.items(), a.threads, [&](int64_t item) {
-    double acc[kMaxWidth], per_channel[kMaxWidth], lane_dm[kMaxWidth];
-    const int64_t c0 = g.first_channel(item), nc = g.channels_in(item);
+    double acc1[kMaxWidth], acc2[kMaxWidth];
+    memset(acc1, 0, sizeof(double) * g.width);
+    memset(acc2, 0, sizeof(double) * g.width);
+    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
+      const T* xs = a.x + o;
+      const double* k = shift.data + l0;
+      accumulate_slots(acc1, acc2, len, [&](auto at) { return at(xs) - at(k); });
+    });
+    double s1[kMaxWidth], s2[kMaxWidth];
+    g.fold(item, acc1, s1);
+    g.fold(item, acc2, s2);
     const double rows = double(g.rows_in(item));
-    memset(acc, 0, sizeof(double) * g.width);
-    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
-      const T* xs = a.x + o;
-      const double* k = shift.data + l0;
-      accumulate_slots(acc, len, [&](int64_t q, int64_t n) {
-        return slot_load(xs, q, n) - slot_load(k, q, n);
-      });
-    });
-    g.fold(item, acc, per_channel);
-    for (int64_t i = 0; i < nc; ++i) per_channel[i] /= rows;  // mean - shift
-    g.spread(item, per_channel, lane_dm);
-    memset(acc, 0, sizeof(double) * g.width);
-    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
-      const T* xs = a.x + o;
-      const double* k = shift.data + l0;
-      accumulate_slots(acc, len, [&](int64_t q, int64_t n) {
-        const f64x16 d = (slot_load(xs, q, n) - slot_load(k, q, n)) - slot_load(lane_dm, q, n);
-        return d * d;
-      });
-    });
-    double m2[kMaxWidth];
-    g.fold(item, acc, m2);
-    ChunkStats* out = &part[g.block(item) * C + c0];
-    for (int64_t i = 0; i < nc; ++i) out[i] = {rows, per_channel[i], m2[i]};
+    ChunkStats* out = &part[g.block(item) * C + g.first_channel(item)];
+    for (int64_t i = 0; i < g.channels_in(item); ++i) out[i] = chunk_from_shifted_sums(rows, s1[i], s2[i]);
   });
 
   Scratch<ChunkStats> total(C);
@@ -412,8 +392,8 @@ void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double*
       const double* m = m0 + l0;
       int64_t q = 0;
       for (; q + kLanes <= len; q += kLanes) {
-        const f64x16 gv = load16_f64(dys + q);
-        const f64x16 xc = load16_f64(xs + q) - load16(m + q);
+        const Vec16<double> gv = load16_f64(dys + q);
+        const Vec16<double> xc = load16_f64(xs + q) - load16(m + q);
         store16(s_dy + q, load16(s_dy + q) + gv);
         store16(s_dyx + q, load16(s_dyx + q) + gv * xc);
         if (kEval)

@@ -1,53 +1,126 @@
-// Fixed-width vectors for the CPU kernels (GCC/Clang vector extensions).
-// A vec16 is 16 lanes whatever the instruction set: one zmm, two ymm or four xmm
-// registers. Reductions keep lane i for element i % 16 and combine lanes in a fixed
-// order, so every instruction set produces the same bits.
+// 16-lane vectors for the CPU kernels, whatever the instruction set.
+//
+// A Vec16<T> holds 16 values as an array of the level's native registers (16 floats
+// = one zmm, two ymm or four xmm). Code is written once against Vec16; reductions keep
+// element i in lane i % 16 and combine lanes in a fixed order, so every level computes
+// the same bits. (GCC keeps native-width vectors in registers; a 16-double generic
+// vector would go through the stack on every add.)
 #pragma once
 #include <stdint.h>
 #include <string.h>
+
 #include "fastnn/config.h"
 
 FASTNN_CPU_NAMESPACE_BEGIN
 
-constexpr int64_t kLanes = 16;
-typedef float f32x16 __attribute__((vector_size(64)));
-typedef double f64x16 __attribute__((vector_size(128)));
+#if defined(FASTNN_ISA_AVX512)
+constexpr int kRegisterBytes = 64;
+#elif defined(FASTNN_ISA_AVX2)
+constexpr int kRegisterBytes = 32;
+#else
+constexpr int kRegisterBytes = 16;
+#endif
 
-template <class T> struct vec16_of;
-template <> struct vec16_of<float> { typedef f32x16 type; };
-template <> struct vec16_of<double> { typedef f64x16 type; };
-template <class T> using vec16 = typename vec16_of<T>::type;
+constexpr int64_t kLanes = 16;
 
 template <class T>
-inline vec16<T> load16(const T* p) {
-  vec16<T> v;
-  memcpy(&v, p, sizeof v);
-  return v;
+struct Vec16 {
+  static constexpr int kPerRegister = kRegisterBytes / int(sizeof(T));
+  static constexpr int kRegisters = int(kLanes) / kPerRegister;
+  typedef T Register __attribute__((vector_size(kRegisterBytes)));
+  Register r[kRegisters];
+};
+
+template <class T, class F>
+inline Vec16<T> lanewise(F f) {
+  Vec16<T> out;
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k) out.r[k] = f(k);
+  return out;
+}
+
+#define FASTNN_VEC16_OPERATOR(op)                                                          \
+  template <class T> inline Vec16<T> operator op(const Vec16<T>& a, const Vec16<T>& b) {   \
+    return lanewise<T>([&](int k) { return a.r[k] op b.r[k]; });                           \
+  }                                                                                        \
+  template <class T> inline Vec16<T> operator op(const Vec16<T>& a, T s) {                 \
+    return lanewise<T>([&](int k) { return a.r[k] op s; });                                \
+  }                                                                                        \
+  template <class T> inline Vec16<T> operator op(T s, const Vec16<T>& a) {                 \
+    return lanewise<T>([&](int k) { return s op a.r[k]; });                                \
+  }                                                                                        \
+  template <class T, class U> inline Vec16<T>& operator op##=(Vec16<T>& a, const U& b) {   \
+    return a = a op b;                                                                     \
+  }
+FASTNN_VEC16_OPERATOR(+)
+FASTNN_VEC16_OPERATOR(-)
+FASTNN_VEC16_OPERATOR(*)
+#undef FASTNN_VEC16_OPERATOR
+
+template <class T>
+inline Vec16<T> zeros16() {
+  return lanewise<T>([](int) { return typename Vec16<T>::Register{}; });
+}
+
+// One memcpy per register: GCC turns each into a single unaligned vector move.
+template <class T>
+inline Vec16<T> load16(const T* p) {
+  return lanewise<T>([p](int k) {
+    typename Vec16<T>::Register r;
+    memcpy(&r, p + k * Vec16<T>::kPerRegister, sizeof r);
+    return r;
+  });
 }
 
 template <class T>
-inline void store16(T* p, vec16<T> v) { memcpy(p, &v, sizeof v); }
+inline void store16(T* p, const Vec16<T>& v) {
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k)
+    memcpy(p + k * Vec16<T>::kPerRegister, &v.r[k], sizeof v.r[k]);
+}
 
-// 16 values widened to float64 (exact).
+// 16 values widened to float64 (exact), straight from memory.
+inline Vec16<double> load16_f64(const double* p) { return load16(p); }
+inline Vec16<double> load16_f64(const float* p) {
+  typedef float Half __attribute__((vector_size(kRegisterBytes / 2)));
+  return lanewise<double>([p](int k) {
+    Half h;
+    memcpy(&h, p + k * Vec16<double>::kPerRegister, sizeof h);
+    return __builtin_convertvector(h, Vec16<double>::Register);
+  });
+}
+
+// The first n < 16 values widened to float64, the other lanes 0.
 template <class T>
-inline f64x16 load16_f64(const T* p) { return __builtin_convertvector(load16(p), f64x16); }
+inline Vec16<double> load_tail16_f64(const T* p, int64_t n) {
+  T buf[kLanes] = {};
+  memcpy(buf, p, sizeof(T) * n);
+  return load16_f64(buf);
+}
+
+// v in the first n lanes, 0 after (whatever v holds there, inf and NaN included).
+inline Vec16<double> first_lanes(const Vec16<double>& v, int64_t n) {
+  double lanes[kLanes];
+  store16(lanes, v);
+  for (int64_t l = n; l < kLanes; ++l) lanes[l] = 0.0;
+  return load16(lanes);
+}
 
 // Sum of the 16 lanes as a fixed pairwise tree.
-inline double reduce_lanes(f64x16 v) {
+inline double reduce_lanes(const Vec16<double>& v) {
   double t[kLanes];
-  memcpy(t, &v, sizeof t);
+  store16(t, v);
   for (int width = kLanes / 2; width >= 1; width /= 2)
     for (int l = 0; l < width; ++l) t[l] += t[l + width];
   return t[0];
 }
 
-// sum over i < n of f(double(x[i])), element i in lane i % 16. f takes a scalar or an f64x16.
+// sum over i < n of f(double(x[i])), element i in lane i % 16. f takes a double or a
+// Vec16<double>.
 template <class T, class F>
 inline double lane_sum(const T* x, int64_t n, F f) {
-  f64x16 acc = {};
+  Vec16<double> acc = zeros16<double>();
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) acc += f(load16_f64(x + i));
-  for (int l = 0; i + l < n; ++l) acc[l] += f(static_cast<double>(x[i + l]));
+  if (i < n) acc += first_lanes(f(load_tail16_f64(x + i, n - i)), n - i);
   return reduce_lanes(acc);
 }
 

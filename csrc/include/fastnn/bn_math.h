@@ -8,13 +8,23 @@ FASTNN_NAMESPACE_BEGIN
 
 // Statistics of one chunk of a channel, relative to a per-channel shift K (the
 // channel's first value): n values with mean K + shifted_mean and sum of squared
-// deviations m2. The shift keeps |mean| >> std exact and makes a constant channel's
-// statistics exactly (n, K, 0).
+// deviations m2. The shift keeps |mean| >> std from cancelling and makes a constant
+// channel's statistics exactly (n, K, 0).
 struct ChunkStats {
   double n;
   double shifted_mean;
   double m2;
 };
+
+// A chunk's statistics from its shifted sums s1 = sum(x - K), s2 = sum((x - K)^2),
+// accumulated in float64. Since K is one of the channel's values, (K - mean)^2 <= m2
+// of the channel, which bounds the cancellation in s2 - s1^2/n. Rounding can leave a
+// tiny negative m2; it is clamped (NaN stays NaN).
+FASTNN_HD ChunkStats chunk_from_shifted_sums(double n, double s1, double s2) {
+  const double shifted_mean = s1 / n;
+  const double m2 = s2 - s1 * shifted_mean;
+  return {n, shifted_mean, m2 < 0 ? 0.0 : m2};
+}
 
 // Chan, Golub & LeVeque: merge b into a. Order-dependent in the last bit, so callers
 // merge chunks in a fixed order.
