@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "bindings/buffers.h"
+
 namespace fastnn {
 namespace bind {
 
@@ -129,7 +131,7 @@ inline void require_no_overlap(const std::vector<const Arg*>& written,
 inline Arg output_arg(py::handle obj, const std::string& name, const Arg& like,
                       const std::vector<py::ssize_t>& shape) {
   Arg a = ndarray_arg(obj, name, /*optional=*/true);
-  if (!a.given()) return {py::array(like.array.dtype(), shape), name};
+  if (!a.given()) return {new_array(like.array.dtype(), shape), name};
   require_like(a, like, shape);
   require_writeable(a);
   return a;

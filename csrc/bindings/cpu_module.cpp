@@ -25,10 +25,10 @@ fastnn::cpu::BnShape bn_shape(const Arg& x, int channel_axis) {
   if (nd < 2)
     throw py::value_error("x must have at least 2 dimensions (N, C, ...), got shape " +
                           shape_str(shape_of(x.array)));
-  const py::ssize_t axis = channel_axis < 0 ? channel_axis + nd : channel_axis;
-  if (axis != 1 && axis != nd - 1)
+  if (channel_axis != 1 && channel_axis != -1)
     throw py::value_error("channel_axis must be 1 (channels first) or -1 (channels last), got " +
                           std::to_string(channel_axis));
+  const py::ssize_t axis = channel_axis == 1 ? 1 : nd - 1;
   fastnn::cpu::BnShape s{1, x.array.shape(axis), 1};
   for (py::ssize_t d = 0; d < axis; ++d) s.outer *= x.array.shape(d);
   for (py::ssize_t d = axis + 1; d < nd; ++d) s.inner *= x.array.shape(d);
@@ -216,6 +216,18 @@ double stream_read(py::handle src_obj) {
                                             fastnn::cpu::num_threads());
 }
 
+void stream_add(py::handle a_obj, py::handle b_obj, py::handle out_obj) {
+  const Arg a = float32_stream_arg(a_obj, "a", false);
+  const Arg b = float32_stream_arg(b_obj, "b", false);
+  const Arg out = float32_stream_arg(out_obj, "out", true);
+  if (a.array.size() != b.array.size() || a.array.size() != out.array.size())
+    throw py::value_error("a, b and out must have the same size");
+  require_no_overlap({&out}, {&a, &b, &out});
+  py::gil_scoped_release release;
+  fastnn::cpu::kernels().stream.add(a.cdata<float>(), b.cdata<float>(), out.data<float>(),
+                                    a.array.size(), fastnn::cpu::num_threads());
+}
+
 void stream_inplace(py::list arrays_obj, double factor) {
   std::vector<Arg> arrays;
   std::vector<float*> ptrs;
@@ -263,6 +275,11 @@ PYBIND11_MODULE(_cpu, m) {
         },
         py::arg("n"));
   m.def("has_openmp", &fastnn::cpu::has_openmp);
+  m.def("cached_bytes", &fastnn::bind::cached_bytes,
+        "Bytes of freed result buffers held for reuse.");
+  m.def("cache_limit", &fastnn::bind::cache_limit);
+  m.def("set_cache_limit", &fastnn::bind::set_cache_limit, py::arg("bytes"));
+  m.def("empty_cache", &fastnn::bind::empty_cache, "Free every cached result buffer.");
 
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"),
         py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
@@ -276,6 +293,8 @@ PYBIND11_MODULE(_cpu, m) {
         "Memory floor: dst[:] = src, parallel streaming copy.");
   m.def("stream_read", &stream_read, py::arg("src"),
         "Memory floor: read a float32 array once (returns its sum).");
+  m.def("stream_add", &stream_add, py::arg("a"), py::arg("b"), py::arg("out"),
+        "Memory floor: out = a + b over float32 arrays (two streams read, one written).");
   m.def("stream_inplace", &stream_inplace, py::arg("arrays"), py::arg("factor") = 1.0,
         "Memory floor: read and write each float32 array in place (a *= factor).");
 }

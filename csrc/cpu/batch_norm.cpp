@@ -26,7 +26,7 @@ template <class T> inline double bias_at(const T* b, int64_t c) { return b ? dou
 
 // A task takes whole channels (two passes over a channel back to back, the second
 // from cache) when a channel's streams fit in this many bytes.
-constexpr int64_t kChannelInCacheBytes = int64_t(1) << 20;
+constexpr int64_t kChannelInCacheBytes = int64_t(8) << 20;
 
 // ------------------------------------------------------------------ planes layout
 
@@ -52,6 +52,12 @@ struct Planes {
     for (int64_t n = 0; n < N; ++n)
       for (int64_t j = 0; j < J; ++j) f(piece(n, c, j));
   }
+  // The same pieces last to first: a second pass over a channel starts with what the
+  // first pass left in cache most recently.
+  template <class F> void for_pieces_of_channel_reversed(int64_t c, F f) const {
+    for (int64_t n = N - 1; n >= 0; --n)
+      for (int64_t j = J - 1; j >= 0; --j) f(piece(n, c, j));
+  }
 };
 
 // One pass over one piece: its shifted sums, in float64.
@@ -69,8 +75,11 @@ ChunkStats piece_stats(const T* p, int64_t len, double shift) {
 }
 
 // sum(dy), sum(dy * (x - m0)), sum(x - m0) over one piece.
-template <class T>
-BackwardSums piece_backward_sums(const T* dy, const T* x, int64_t len, double m0) {
+// sum(dy), sum(dy * (x - m0)), sum(x - m0) over one piece; with kWriteDx also
+// dx = dy * k in the same pass (the eval backward).
+template <bool kWriteDx, class T>
+BackwardSums piece_backward_sums(const T* dy, const T* x, int64_t len, double m0,
+                                 T* dx = nullptr, T k = T(0)) {
   Vec16<double> s_dy = zeros16<double>(), s_dyx = s_dy, s_x = s_dy;
   auto add = [&](const Vec16<double>& g, const Vec16<double>& xc) {
     s_dy += g;
@@ -78,9 +87,15 @@ BackwardSums piece_backward_sums(const T* dy, const T* x, int64_t len, double m0
     s_x += xc;
   };
   int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) add(load16_f64(dy + i), load16_f64(x + i) - m0);
-  if (i < len)  // padding lanes: dy = 0 and x - m0 = 0
+  for (; i + kLanes <= len; i += kLanes) {
+    add(load16_f64(dy + i), load16_f64(x + i) - m0);
+    if (kWriteDx) store16(dx + i, load16(dy + i) * k);
+  }
+  if (i < len) {  // padding lanes: dy = 0 and x - m0 = 0
     add(load_tail16_f64(dy + i, len - i), first_lanes(load_tail16_f64(x + i, len - i) - m0, len - i));
+    if (kWriteDx)
+      for (; i < len; ++i) dx[i] = dy[i] * k;
+  }
   return {reduce_lanes(s_dy), reduce_lanes(s_dyx), reduce_lanes(s_x)};
 }
 
@@ -119,7 +134,7 @@ void planes_forward_train(const BnForwardArgs<T>& a) {
       ChunkStats total = {0, 0, 0};
       g.for_pieces_of_channel(c, [&](int64_t t) { chan_merge(total, stats(t)); });
       const NormalizeParams<T> p = finish_forward_channel(a, c, shift[c], total);
-      g.for_pieces_of_channel(c, [&](int64_t t) { normalize(t, p); });
+      g.for_pieces_of_channel_reversed(c, [&](int64_t t) { normalize(t, p); });
     });
     return;
   }
@@ -160,7 +175,7 @@ void planes_backward_train(const BnBackwardArgs<T>& a) {
   const Planes g(a.shape);
   auto sums = [&](int64_t t) {
     const int64_t o = g.begin(t);
-    return piece_backward_sums(a.dy + o, a.x + o, g.length(t), double(a.mean[g.channel(t)]));
+    return piece_backward_sums<false>(a.dy + o, a.x + o, g.length(t), double(a.mean[g.channel(t)]));
   };
   auto write_dx = [&](int64_t t, const BackwardParams<T>& p) {
     const int64_t o = g.begin(t);
@@ -173,7 +188,7 @@ void planes_backward_train(const BnBackwardArgs<T>& a) {
       BackwardSums total = {0, 0, 0};
       g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, sums(t)); });
       const BackwardParams<T> p = finish_backward_channel(a, c, g.count(), total);
-      g.for_pieces_of_channel(c, [&](int64_t t) { write_dx(t, p); });
+      g.for_pieces_of_channel_reversed(c, [&](int64_t t) { write_dx(t, p); });
     });
     return;
   }
@@ -197,8 +212,7 @@ void planes_backward_eval(const BnBackwardArgs<T>& a) {
     const int64_t o = g.begin(t), c = g.channel(t);
     const T k = T(weight_at(a.weight, c) * double(a.invstd[c]));
     const double m0 = double(a.mean[c]);
-    part[t] = piece_backward_sums(a.dy + o, a.x + o, g.length(t), m0);
-    map16(a.dy + o, a.dx + o, g.length(t), [k](auto dy) { return dy * k; });
+    part[t] = piece_backward_sums<true>(a.dy + o, a.x + o, g.length(t), m0, a.dx + o, k);
   });
   for (int64_t c = 0; c < g.C; ++c) {
     BackwardSums total = {0, 0, 0};

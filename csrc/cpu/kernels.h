@@ -54,6 +54,7 @@ struct BatchNormKernels {
 struct StreamKernels {
   void (*copy)(const void* src, void* dst, int64_t bytes, int threads);
   double (*read)(const float* src, int64_t n, int threads);               // sum, read only
+  void (*add)(const float* a, const float* b, float* out, int64_t n, int threads);  // 2 reads, 1 write
   void (*scale_inplace)(float* const* arrays, int64_t k, int64_t n, float factor, int threads);  // k arrays r+w
 };
 

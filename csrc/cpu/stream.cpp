@@ -41,6 +41,14 @@ double stream_read(const float* src, int64_t n, int threads) {
   return total;
 }
 
+// out = a + b: two streams read, one written.
+void stream_add(const float* a, const float* b, float* out, int64_t n, int threads) {
+  parallel_for(chunks(n), threads, [&](int64_t t) {
+    const int64_t o = t * kStreamChunk;
+    map16(a + o, b + o, out + o, chunk_len(t, n), [](auto u, auto v) { return u + v; });
+  });
+}
+
 // Reads and writes k arrays of n floats in place (a[i] *= factor).
 void stream_scale_inplace(float* const* arrays, int64_t k, int64_t n, float factor, int threads) {
   parallel_for(chunks(n), threads, [&](int64_t t) {
@@ -53,7 +61,7 @@ void stream_scale_inplace(float* const* arrays, int64_t k, int64_t n, float fact
 }  // namespace
 
 void fill_stream(KernelTable& table) {
-  table.stream = {&stream_copy, &stream_read, &stream_scale_inplace};
+  table.stream = {&stream_copy, &stream_read, &stream_add, &stream_scale_inplace};
 }
 
 FASTNN_CPU_NAMESPACE_END

@@ -12,7 +12,8 @@ from . import functional
 from . import functional as F
 
 __version__ = _cpu.__version__
-__all__ = ["F", "functional", "info", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["F", "functional", "info", "set_num_threads", "get_num_threads", "empty_cache",
+           "__version__"]
 
 
 def set_num_threads(n):
@@ -28,6 +29,16 @@ def set_num_threads(n):
 def get_num_threads():
     """Threads the CPU kernels use."""
     return _cpu.get_num_threads()
+
+
+def empty_cache():
+    """Free the result buffers fastnn keeps for reuse.
+
+    Results of 1 MiB and more are allocated from blocks that earlier results gave
+    back when Python freed them (up to 1 GiB is kept), so a training loop that makes
+    the same shapes every step does not pay page faults each time. This returns
+    that memory to the system."""
+    _cpu.empty_cache()
 
 
 def info():
@@ -47,6 +58,7 @@ def info():
         "openmp": _cpu.has_openmp(),
         "cuda_built": cuda_built,
         "cuda_devices": cuda_devices,
+        "cached_bytes": _cpu.cached_bytes(),
     }
 
 
