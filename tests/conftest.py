@@ -1,0 +1,97 @@
+"""Shared fixtures for the fastnn test suite.
+
+Fixtures
+--------
+simd_levels   list of SIMD levels this build and CPU can run (``fastnn.info()["simd_available"]``).
+simd_level    factory of context managers: ``with simd_level("avx2"): ...`` selects a SIMD level
+              via ``fastnn._cpu.set_simd_level`` and restores the previous one on exit.
+num_threads   factory of context managers: ``with num_threads(2): ...`` sets the thread count via
+              ``fastnn.set_num_threads`` and restores the previous one on exit.
+torch         the ``torch`` module; skips the test when torch is missing, unless the environment
+              variable FASTNN_REQUIRE_TORCH=1 is set (CI), in which case the test fails.
+
+An autouse fixture also restores the SIMD level and thread count after every test, so that a
+test that fails half-way can't leak its settings into the next one.
+"""
+
+import contextlib
+import os
+
+import pytest
+
+
+def _fastnn_or_none():
+    try:
+        import fastnn
+    except ImportError:
+        return None
+    return fastnn
+
+
+@contextlib.contextmanager
+def _simd_level_cm(name):
+    import fastnn
+
+    old = fastnn._cpu.get_simd_level()
+    fastnn._cpu.set_simd_level(name)
+    try:
+        yield name
+    finally:
+        fastnn._cpu.set_simd_level(old)
+
+
+@contextlib.contextmanager
+def _num_threads_cm(n):
+    import fastnn
+
+    old = fastnn.get_num_threads()
+    fastnn.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        fastnn.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_settings():
+    fastnn = _fastnn_or_none()
+    if fastnn is None:  # the test itself reports the import failure
+        yield
+        return
+    simd = fastnn._cpu.get_simd_level()
+    threads = fastnn.get_num_threads()
+    yield
+    if fastnn._cpu.get_simd_level() != simd:
+        fastnn._cpu.set_simd_level(simd)
+    if fastnn.get_num_threads() != threads:
+        fastnn.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def simd_levels():
+    import fastnn
+
+    return list(fastnn.info()["simd_available"])
+
+
+@pytest.fixture
+def simd_level():
+    """``with simd_level(name):`` runs the block on SIMD level ``name``."""
+    return _simd_level_cm
+
+
+@pytest.fixture
+def num_threads():
+    """``with num_threads(n):`` runs the block with ``n`` threads."""
+    return _num_threads_cm
+
+
+@pytest.fixture
+def torch():
+    if os.environ.get("FASTNN_REQUIRE_TORCH") == "1":
+        try:
+            import torch as _torch
+        except ImportError as exc:  # CI must exercise the torch comparisons
+            pytest.fail(f"FASTNN_REQUIRE_TORCH=1 but torch cannot be imported: {exc}")
+        return _torch
+    return pytest.importorskip("torch")

@@ -1,0 +1,269 @@
+"""Package-level contract: version, info(), threads, SIMD selection, CLI."""
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastnn
+
+SIMD_NAMES = ("avx512", "avx2", "baseline")  # best first
+
+
+def _clean_env(**overrides):
+    env = dict(os.environ)
+    for key in ("FASTNN_SIMD", "OMP_NUM_THREADS"):
+        env.pop(key, None)
+    env.update(overrides)
+    return env
+
+
+def _run_python(code, **env):
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout.strip()
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------- version / info
+
+
+def test_version_is_a_nonempty_string():
+    assert isinstance(fastnn.__version__, str)
+    assert fastnn.__version__.strip() != ""
+
+
+def test_info_keys_and_types():
+    info = fastnn.info()
+    assert isinstance(info, dict)
+    expected = {
+        "version", "backends", "simd", "simd_available", "threads",
+        "openmp", "cuda_devices", "cuda_built",
+    }
+    assert expected <= set(info), f"missing keys: {expected - set(info)}"
+
+    assert info["version"] == fastnn.__version__
+
+    assert isinstance(info["backends"], list)
+    assert "cpu" in info["backends"]
+
+    assert info["simd"] in SIMD_NAMES
+    assert isinstance(info["simd_available"], list)
+    assert set(info["simd_available"]) <= set(SIMD_NAMES), info["simd_available"]
+    assert info["simd"] in info["simd_available"]
+    assert "baseline" in info["simd_available"]
+    assert len(set(info["simd_available"])) == len(info["simd_available"])
+
+    assert type(info["threads"]) is int and info["threads"] >= 1
+    assert type(info["openmp"]) is bool
+    assert type(info["cuda_built"]) is bool
+    assert type(info["cuda_devices"]) is int and info["cuda_devices"] >= 0
+
+
+def test_info_cuda_fields_consistent():
+    info = fastnn.info()
+    assert ("cuda" in info["backends"]) == info["cuda_built"]
+    if not info["cuda_built"]:
+        assert info["cuda_devices"] == 0
+    if not glob.glob("/dev/nvidia[0-9]*"):  # no GPU on this machine
+        assert info["cuda_devices"] == 0
+
+
+def test_simd_available_matches_cpu():
+    flags = _cpu_flags()
+    if flags is None:
+        pytest.skip("/proc/cpuinfo not readable")
+    avail = fastnn.info()["simd_available"]
+    if "avx2" not in flags:
+        assert "avx2" not in avail
+    if "avx512f" not in flags:
+        assert "avx512" not in avail
+
+
+def test_default_simd_is_best_available():
+    out = _run_python(
+        "import fastnn; i = fastnn.info(); print(i['simd']); print(','.join(i['simd_available']))"
+    )
+    simd, avail = out.splitlines()
+    avail = avail.split(",")
+    best = next(name for name in SIMD_NAMES if name in avail)
+    assert simd == best
+
+
+# --------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_set_num_threads_roundtrip(n, num_threads):
+    with num_threads(n):
+        assert fastnn.get_num_threads() == n
+        assert fastnn.info()["threads"] == n
+
+
+def test_set_num_threads_restores(num_threads):
+    before = fastnn.get_num_threads()
+    with num_threads(1):
+        pass
+    assert fastnn.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_set_num_threads_rejects_bad_values(bad):
+    before = fastnn.get_num_threads()
+    with pytest.raises((ValueError, TypeError)):
+        fastnn.set_num_threads(bad)
+    assert fastnn.get_num_threads() == before
+
+
+def test_default_threads_honour_omp_num_threads():
+    out = _run_python("import fastnn; print(fastnn.get_num_threads())", OMP_NUM_THREADS="1")
+    assert out == "1"
+
+
+def test_default_threads_honour_omp_num_threads_2():
+    if not fastnn.info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    out = _run_python(
+        "import fastnn; print(fastnn.get_num_threads(), fastnn.info()['threads'])",
+        OMP_NUM_THREADS="2",
+    )
+    assert out == "2 2"
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_functional_alias():
+    import fastnn.functional
+
+    assert fastnn.F is fastnn.functional
+    assert callable(fastnn.F.batch_norm_forward)
+    assert callable(fastnn.F.batch_norm_backward)
+
+
+# --------------------------------------------------------------------------- SIMD selection
+
+
+def test_set_simd_level_nonsense_raises(simd_levels):
+    before = fastnn._cpu.get_simd_level()
+    with pytest.raises(ValueError):
+        fastnn._cpu.set_simd_level("nonsense")
+    assert fastnn._cpu.get_simd_level() == before
+
+
+def test_set_simd_level_unavailable_raises(simd_levels):
+    missing = [name for name in SIMD_NAMES if name not in simd_levels]
+    if not missing:
+        pytest.skip("every SIMD level is available on this machine")
+    before = fastnn._cpu.get_simd_level()
+    for name in missing:
+        with pytest.raises(ValueError):
+            fastnn._cpu.set_simd_level(name)
+    assert fastnn._cpu.get_simd_level() == before
+
+
+def test_set_simd_level_roundtrip(simd_levels, simd_level):
+    for name in simd_levels:
+        with simd_level(name):
+            assert fastnn._cpu.get_simd_level() == name
+            assert fastnn.info()["simd"] == name
+
+
+def test_env_fastnn_simd_baseline():
+    out = _run_python("import fastnn; print(fastnn.info()['simd'])", FASTNN_SIMD="baseline")
+    assert out == "baseline"
+
+
+@pytest.mark.parametrize("level", ["avx2", "avx512"])
+def test_env_fastnn_simd_level(level, simd_levels):
+    if level not in simd_levels:
+        pytest.skip(f"{level} not available here")
+    out = _run_python(
+        "import fastnn; print(fastnn.info()['simd'], fastnn._cpu.get_simd_level())",
+        FASTNN_SIMD=level,
+    )
+    assert out == f"{level} {level}"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _check_info_output(proc):
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert fastnn.__version__ in proc.stdout
+    avail = fastnn.info()["simd_available"]
+    best = next(name for name in SIMD_NAMES if name in avail)  # the child runs without FASTNN_SIMD
+    assert best in proc.stdout
+
+
+def test_cli_console_script_info():
+    bindir = Path(sys.executable).parent
+    script = bindir / ("fastnn.exe" if os.name == "nt" else "fastnn")
+    assert script.exists(), f"console script not found at {script}"
+    proc = subprocess.run(
+        [str(script), "info"], env=_clean_env(), capture_output=True, text=True, timeout=120
+    )
+    _check_info_output(proc)
+
+
+def test_cli_python_m_info():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastnn", "info"],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _check_info_output(proc)
+
+
+def test_cli_info_reports_env_simd():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastnn", "info"],
+        env=_clean_env(FASTNN_SIMD="baseline"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "baseline" in proc.stdout
+
+
+def test_large_results_reuse_freed_buffers_without_aliasing():
+    import numpy as np
+
+    fastnn.empty_cache()
+    assert fastnn.info()["cached_bytes"] == 0
+    x = np.random.default_rng(0).standard_normal((8, 4, 128, 128)).astype(np.float32)  # 2 MiB
+    first = fastnn.F.batch_norm_forward(x, None, None, None, None).y
+    expected = first.copy()
+    assert first.flags.writeable and first.flags.c_contiguous
+    del first
+    assert fastnn.info()["cached_bytes"] >= x.nbytes  # the freed result went to the cache
+    a = fastnn.F.batch_norm_forward(x, None, None, None, None).y
+    b = fastnn.F.batch_norm_forward(x, None, None, None, None).y  # a is alive: b gets other memory
+    assert not np.shares_memory(a, b)
+    np.testing.assert_array_equal(a, expected)
+    np.testing.assert_array_equal(b, expected)
+    del a, b
+    fastnn.empty_cache()
+    assert fastnn.info()["cached_bytes"] == 0
