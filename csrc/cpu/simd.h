@@ -9,6 +9,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include "fastnn/config.h"
 
 FASTNN_CPU_NAMESPACE_BEGIN
@@ -79,12 +83,26 @@ inline void store16(T* p, const Vec16<T>& v) {
 
 // 16 values widened to float64 (exact), straight from memory.
 inline Vec16<double> load16_f64(const double* p) { return load16(p); }
+// float -> double by the level's own instruction: GCC lowers __builtin_convertvector
+// for these widths as half-width converts plus inserts.
 inline Vec16<double> load16_f64(const float* p) {
-  typedef float Half __attribute__((vector_size(kRegisterBytes / 2)));
+  constexpr int kPer = Vec16<double>::kPerRegister;
   return lanewise<double>([p](int k) {
+    typedef Vec16<double>::Register R;
+#if defined(__AVX512F__)
+    return R(_mm512_cvtps_pd(_mm256_loadu_ps(p + k * kPer)));
+#elif defined(__AVX2__)
+    return R(_mm256_cvtps_pd(_mm_loadu_ps(p + k * kPer)));
+#elif defined(__SSE2__)
+    double two_floats;  // 8 bytes: p[2k], p[2k + 1]
+    memcpy(&two_floats, p + k * kPer, sizeof two_floats);
+    return R(_mm_cvtps_pd(_mm_castpd_ps(_mm_set_sd(two_floats))));
+#else
+    typedef float Half __attribute__((vector_size(kRegisterBytes / 2)));
     Half h;
-    memcpy(&h, p + k * Vec16<double>::kPerRegister, sizeof h);
-    return __builtin_convertvector(h, Vec16<double>::Register);
+    memcpy(&h, p + k * kPer, sizeof h);
+    return __builtin_convertvector(h, R);
+#endif
   });
 }
 
