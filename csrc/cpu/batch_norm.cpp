@@ -74,7 +74,6 @@ ChunkStats piece_stats(const T* p, int64_t len, double shift) {
   return chunk_from_shifted_sums(double(len), reduce_lanes(s1), reduce_lanes(s2));
 }
 
-// sum(dy), sum(dy * (x - m0)), sum(x - m0) over one piece.
 // sum(dy), sum(dy * (x - m0)), sum(x - m0) over one piece; with kWriteDx also
 // dx = dy * k in the same pass (the eval backward).
 template <bool kWriteDx, class T>
