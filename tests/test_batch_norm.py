@@ -175,6 +175,8 @@ LARGE_LAYOUTS = [
     ((2, 3000), 1),  # big C, m = 2
     ((64, 9, 9, 13), -1),
     ((3, 5, 1000), 1),
+    ((37, 5, 7, 7), 1),  # small planes, walked in groups of planes
+    ((2, 3, 9000), 1),  # planes longer than one statistics piece
 ]
 ALL_LAYOUTS = SMALL_LAYOUTS + LARGE_LAYOUTS
 
@@ -590,6 +592,9 @@ DET_CASES = [
     ((20000, 24), -1, np.float64),
     ((8, 14, 14, 40), -1, np.float32),
     ((5, 3, 37, 41), 1, np.float64),
+    ((37, 5, 7, 7), 1, np.float32),  # small planes: groups of planes, a short last group
+    ((130, 16, 3, 3), 1, np.float64),
+    ((2, 3, 5000), 1, np.float32),  # planes cut into pieces
 ]
 
 

@@ -3,8 +3,8 @@
 //
 // Two layouts of x, both C-contiguous (cpu::BnShape):
 //  planes (N, C, S), S > 1: channel c is N planes of S contiguous values. Statistics
-//         are taken per piece (at most kPiece values of one plane) and merged per
-//         channel in (n, piece) order.
+//         are taken per piece (part of a plane, or a few small planes) and merged per
+//         channel in a fixed order.
 //  rows   (M, C): channel c is column c. Work items are blocks of rows (and, for wide
 //         C, tiles of columns); vectors run along the columns.
 // Every reduction is split into pieces fixed by the shape and merged in a fixed order,
@@ -30,40 +30,66 @@ constexpr int64_t kChannelInCacheBytes = int64_t(8) << 20;
 
 // ------------------------------------------------------------------ planes layout
 
-constexpr int64_t kPiece = 4096;
+constexpr int64_t kPiece = 4096;      // values per statistics piece (about)
+constexpr int64_t kPageBytes = 4096;  // hardware prefetchers stop at page boundaries
 
+// Pieces of channel c: a plane of S >= kPiece values is cut into J pieces; smaller
+// planes are grouped, G consecutive planes (n) of one channel per piece, so small
+// planes (7 x 7) don't pay a reduction and a merge each. A piece's values go to 16
+// lanes, plane by plane, and pieces merge in (group, j) order, whatever order the
+// work runs in:
+//  - whole channels: a task takes a channel, two passes back to back, the second
+//    from cache (planes of a page or more, channel small enough, threads balanced);
+//  - group-major: a task takes a group of planes for all channels, walking memory in
+//    order (planes smaller than a page, which prefetchers can't follow per channel);
+//  - pieces: tasks are pieces in memory order.
 struct Planes {
-  int64_t N, C, S, J;  // J pieces per plane
+  int64_t N, C, S, J, G, NG;  // NG groups of G planes
   explicit Planes(const BnShape& s)
-      : N(s.outer), C(s.channels), S(s.inner), J((s.inner + kPiece - 1) / kPiece) {}
-  int64_t pieces() const { return N * C * J; }
-  // Piece t = (n * C + c) * J + j, so consecutive tasks walk memory in order.
-  int64_t piece(int64_t n, int64_t c, int64_t j) const { return (n * C + c) * J + j; }
-  int64_t begin(int64_t t) const { return (t / J) * S + (t % J) * kPiece; }
-  int64_t length(int64_t t) const { return min64(kPiece, S - (t % J) * kPiece); }
+      : N(s.outer), C(s.channels), S(s.inner),
+        J(s.inner >= kPiece ? (s.inner + kPiece - 1) / kPiece : 1),
+        G(s.inner >= kPiece ? 1 : min64(kPiece / s.inner, (s.outer + 15) / 16)),
+        NG((s.outer + G - 1) / G) {}
+  int64_t pieces() const { return NG * C * J; }
+  int64_t piece(int64_t group, int64_t c, int64_t j) const { return (group * C + c) * J + j; }
   int64_t channel(int64_t t) const { return (t / J) % C; }
   double count() const { return double(N) * double(S); }
-  // Whole channels per task if that keeps both threads busy and a channel in cache.
-  bool whole_channels(int threads, int64_t channel_bytes) const {
-    const bool balanced = threads <= 1 || C % threads == 0 || C >= 8 * threads;
-    return balanced && channel_bytes <= kChannelInCacheBytes;
+  int64_t planes_in(int64_t group) const { return min64(G, N - group * G); }
+
+  // f(offset, len) for the contiguous runs of piece t, one per plane, in order.
+  template <class F> void for_each_run(int64_t t, F f) const {
+    const int64_t j = t % J, c = channel(t), n0 = t / J / C * G, n1 = min64(N, n0 + G);
+    const int64_t len = min64(kPiece, S - j * kPiece);
+    for (int64_t n = n0; n < n1; ++n) f((n * C + c) * S + j * kPiece, len);
+  }
+  // f(c, offset) for the planes of a group in memory order (J == 1: S < kPiece).
+  template <class F> void for_group_planes(int64_t group, F f) const {
+    for (int64_t n = group * G; n < group * G + planes_in(group); ++n)
+      for (int64_t c = 0; c < C; ++c) f(c, (n * C + c) * S);
   }
   template <class F> void for_pieces_of_channel(int64_t c, F f) const {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t j = 0; j < J; ++j) f(piece(n, c, j));
+    for (int64_t group = 0; group < NG; ++group)
+      for (int64_t j = 0; j < J; ++j) f(piece(group, c, j));
   }
   // The same pieces last to first: a second pass over a channel starts with what the
   // first pass left in cache most recently.
   template <class F> void for_pieces_of_channel_reversed(int64_t c, F f) const {
-    for (int64_t n = N - 1; n >= 0; --n)
-      for (int64_t j = J - 1; j >= 0; --j) f(piece(n, c, j));
+    for (int64_t group = NG - 1; group >= 0; --group)
+      for (int64_t j = J - 1; j >= 0; --j) f(piece(group, c, j));
+  }
+
+  enum Order { kWholeChannels, kGroupMajor, kPieces };
+  Order order(int threads, int64_t elem_bytes, int64_t streams) const {
+    if (S * elem_bytes < kPageBytes) return kGroupMajor;
+    const bool balanced = threads <= 1 || C % threads == 0 || C >= 8 * threads;
+    if (balanced && streams * N * S * elem_bytes <= kChannelInCacheBytes) return kWholeChannels;
+    return kPieces;
   }
 };
 
-// One pass over one piece: its shifted sums, in float64.
+// Shifted sums of one run into 16 lanes (value i in lane i % 16), in float64.
 template <class T>
-ChunkStats piece_stats(const T* p, int64_t len, double shift) {
-  Vec16<double> s1 = zeros16<double>(), s2 = s1;
+inline void stats_run(const T* p, int64_t len, double shift, Vec16<double>& s1, Vec16<double>& s2) {
   auto add = [&](const Vec16<double>& d) {
     s1 += d;
     s2 += d * d;
@@ -71,37 +97,116 @@ ChunkStats piece_stats(const T* p, int64_t len, double shift) {
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) add(load16_f64(p + i) - shift);
   if (i < len) add(first_lanes(load_tail16_f64(p + i, len - i) - shift, len - i));
-  return chunk_from_shifted_sums(double(len), reduce_lanes(s1), reduce_lanes(s2));
 }
 
-// sum(dy), sum(dy * (x - m0)), sum(x - m0) over one piece; with kWriteDx also
-// dx = dy * k in the same pass (the eval backward).
+// sum(dy), sum(dy * (x - m0)), sum(x - m0) of one run into 16 lanes; with kWriteDx
+// also dx = dy * k in the same pass (the eval backward).
+struct BackwardLanes {
+  Vec16<double> dy, dy_xc, xc;
+};
+
 template <bool kWriteDx, class T>
-BackwardSums piece_backward_sums(const T* dy, const T* x, int64_t len, double m0,
-                                 T* dx = nullptr, T k = T(0)) {
-  Vec16<double> s_dy = zeros16<double>(), s_dyx = s_dy, s_x = s_dy;
+inline void backward_run(const T* dy, const T* x, int64_t len, double m0, BackwardLanes& s,
+                         T* dx, T k) {
   auto add = [&](const Vec16<double>& g, const Vec16<double>& xc) {
-    s_dy += g;
-    s_dyx += g * xc;
-    s_x += xc;
+    s.dy += g;
+    s.dy_xc += g * xc;
+    s.xc += xc;
   };
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) {
     add(load16_f64(dy + i), load16_f64(x + i) - m0);
-    if (kWriteDx) store16(dx + i, load16(dy + i) * k);
+    if (kWriteDx) store16(dx + i, load16(dy + i) * k);  // after the loads: dx may be dy or x
   }
   if (i < len) {  // padding lanes: dy = 0 and x - m0 = 0
     add(load_tail16_f64(dy + i, len - i), first_lanes(load_tail16_f64(x + i, len - i) - m0, len - i));
     if (kWriteDx)
       for (; i < len; ++i) dx[i] = dy[i] * k;
   }
-  return {reduce_lanes(s_dy), reduce_lanes(s_dyx), reduce_lanes(s_x)};
+}
+
+inline BackwardLanes zero_backward_lanes() {
+  return {zeros16<double>(), zeros16<double>(), zeros16<double>()};
+}
+
+inline BackwardSums reduce_backward_lanes(const BackwardLanes& s) {
+  return {reduce_lanes(s.dy), reduce_lanes(s.dy_xc), reduce_lanes(s.xc)};
 }
 
 inline void add_sums(BackwardSums& a, const BackwardSums& b) {
   a.sum_dy += b.sum_dy;
   a.sum_dy_xc += b.sum_dy_xc;
   a.sum_xc += b.sum_xc;
+}
+
+template <class T>
+ChunkStats piece_stats(const Planes& g, const T* x, int64_t t, double shift) {
+  Vec16<double> s1 = zeros16<double>(), s2 = s1;
+  int64_t count = 0;
+  g.for_each_run(t, [&](int64_t o, int64_t len) {
+    stats_run(x + o, len, shift, s1, s2);
+    count += len;
+  });
+  return chunk_from_shifted_sums(double(count), reduce_lanes(s1), reduce_lanes(s2));
+}
+
+// part[piece] for every piece of a group, walking the group's memory in order with one
+// set of lanes per channel in scratch (C * 2 * 16 doubles).
+template <class T>
+void group_stats(const Planes& g, const T* x, int64_t group, const double* shift, double* lanes,
+                 ChunkStats* part) {
+  const int64_t C = g.C;
+  memset(lanes, 0, sizeof(double) * 2 * kLanes * C);
+  g.for_group_planes(group, [&](int64_t c, int64_t o) {
+    double* l1 = lanes + 2 * kLanes * c;
+    Vec16<double> s1 = load16(l1), s2 = load16(l1 + kLanes);
+    stats_run(x + o, g.S, shift[c], s1, s2);
+    store16(l1, s1);
+    store16(l1 + kLanes, s2);
+  });
+  const double count = double(g.planes_in(group) * g.S);
+  for (int64_t c = 0; c < C; ++c) {
+    const double* l1 = lanes + 2 * kLanes * c;
+    part[g.piece(group, c, 0)] = chunk_from_shifted_sums(count, reduce_lanes(load16(l1)),
+                                                         reduce_lanes(load16(l1 + kLanes)));
+  }
+}
+
+template <bool kWriteDx, class T>
+BackwardSums piece_backward_sums(const Planes& g, const BnBackwardArgs<T>& a, int64_t t, T k = T(0)) {
+  BackwardLanes s = zero_backward_lanes();
+  const double m0 = double(a.mean[g.channel(t)]);
+  g.for_each_run(t, [&](int64_t o, int64_t len) {
+    backward_run<kWriteDx>(a.dy + o, a.x + o, len, m0, s, a.dx + o, k);
+  });
+  return reduce_backward_lanes(s);
+}
+
+// Backward sums of every piece of a group, in memory order (see group_stats); k is
+// the per-channel dx = dy * k of the eval backward.
+template <bool kWriteDx, class T>
+void group_backward_sums(const Planes& g, const BnBackwardArgs<T>& a, int64_t group, const T* k,
+                         BackwardLanes* lanes, BackwardSums* part) {
+  for (int64_t c = 0; c < g.C; ++c) lanes[c] = zero_backward_lanes();
+  g.for_group_planes(group, [&](int64_t c, int64_t o) {
+    backward_run<kWriteDx>(a.dy + o, a.x + o, g.S, double(a.mean[c]), lanes[c], a.dx + o,
+                           kWriteDx ? k[c] : T(0));
+  });
+  for (int64_t c = 0; c < g.C; ++c) part[g.piece(group, c, 0)] = reduce_backward_lanes(lanes[c]);
+}
+
+// Fills part[t] for every piece, running groups (group-major) or pieces as tasks.
+template <class Group, class Piece>
+void all_pieces(const Planes& g, Planes::Order order, int threads, int64_t scratch_per_worker,
+                Group group_task, Piece piece_task) {
+  if (order == Planes::kGroupMajor) {
+    Scratch<char> scratch(workers(g.NG, threads) * scratch_per_worker);
+    parallel_for_workers(g.NG, threads, [&](int64_t group, int w) {
+      group_task(group, scratch.data + w * scratch_per_worker);
+    });
+  } else {
+    parallel_for(g.pieces(), threads, piece_task);
+  }
 }
 
 template <class T>
@@ -115,37 +220,58 @@ NormalizeParams<T> finish_forward_channel(const BnForwardArgs<T>& a, int64_t c, 
                              bias_at(a.bias, c));
 }
 
+// y = bn_normalize(x) over every piece (group-major or pieces as tasks).
+template <class T>
+void normalize_all(const Planes& g, Planes::Order order, const BnForwardArgs<T>& a,
+                   const NormalizeParams<T>* params) {
+  auto run = [&](int64_t o, int64_t len, const NormalizeParams<T>& p) {
+    map16(a.x + o, a.y + o, len, [&p](auto v) { return bn_normalize(v, p); });
+  };
+  if (order == Planes::kGroupMajor) {
+    parallel_for(g.NG, a.threads, [&](int64_t group) {
+      g.for_group_planes(group, [&](int64_t c, int64_t o) { run(o, g.S, params[c]); });
+    });
+  } else {
+    parallel_for(g.pieces(), a.threads, [&](int64_t t) {
+      g.for_each_run(t, [&](int64_t o, int64_t len) { run(o, len, params[g.channel(t)]); });
+    });
+  }
+}
+
 template <class T>
 void planes_forward_train(const BnForwardArgs<T>& a) {
   const Planes g(a.shape);
   Scratch<double> shift(g.C);  // each channel's first value
   for (int64_t c = 0; c < g.C; ++c) shift[c] = double(a.x[c * g.S]);
-  auto stats = [&](int64_t t) {
-    return piece_stats(a.x + g.begin(t), g.length(t), shift[g.channel(t)]);
-  };
-  auto normalize = [&](int64_t t, const NormalizeParams<T>& p) {
-    const int64_t o = g.begin(t);
-    map16(a.x + o, a.y + o, g.length(t), [&p](auto v) { return bn_normalize(v, p); });
-  };
+  const Planes::Order order = g.order(a.threads, sizeof(T), 1);
 
-  if (g.whole_channels(a.threads, g.N * g.S * int64_t(sizeof(T)))) {
+  if (order == Planes::kWholeChannels) {
     parallel_for(g.C, a.threads, [&](int64_t c) {
       ChunkStats total = {0, 0, 0};
-      g.for_pieces_of_channel(c, [&](int64_t t) { chan_merge(total, stats(t)); });
+      g.for_pieces_of_channel(c, [&](int64_t t) { chan_merge(total, piece_stats(g, a.x, t, shift[c])); });
       const NormalizeParams<T> p = finish_forward_channel(a, c, shift[c], total);
-      g.for_pieces_of_channel_reversed(c, [&](int64_t t) { normalize(t, p); });
+      g.for_pieces_of_channel_reversed(c, [&](int64_t t) {
+        g.for_each_run(t, [&](int64_t o, int64_t len) {
+          map16(a.x + o, a.y + o, len, [&p](auto v) { return bn_normalize(v, p); });
+        });
+      });
     });
     return;
   }
   Scratch<ChunkStats> part(g.pieces());
-  parallel_for(g.pieces(), a.threads, [&](int64_t t) { part[t] = stats(t); });
+  all_pieces(
+      g, order, a.threads, int64_t(sizeof(double)) * 2 * kLanes * g.C,
+      [&](int64_t group, char* scratch) {
+        group_stats(g, a.x, group, shift.data, reinterpret_cast<double*>(scratch), part.data);
+      },
+      [&](int64_t t) { part[t] = piece_stats(g, a.x, t, shift[g.channel(t)]); });
   Scratch<NormalizeParams<T>> params(g.C);
   for (int64_t c = 0; c < g.C; ++c) {
     ChunkStats total = {0, 0, 0};
     g.for_pieces_of_channel(c, [&](int64_t t) { chan_merge(total, part[t]); });
     params[c] = finish_forward_channel(a, c, shift[c], total);
   }
-  parallel_for(g.pieces(), a.threads, [&](int64_t t) { normalize(t, params[g.channel(t)]); });
+  normalize_all(g, order, a, params.data);
 }
 
 template <class T>
@@ -155,11 +281,9 @@ void planes_forward_eval(const BnForwardArgs<T>& a) {
   for (int64_t c = 0; c < g.C; ++c)
     params[c] = normalize_params<T>(a.mean[c], a.invstd[c], weight_at(a.weight, c),
                                     bias_at(a.bias, c));
-  parallel_for(g.pieces(), a.threads, [&](int64_t t) {
-    const int64_t o = g.begin(t);
-    const NormalizeParams<T> p = params[g.channel(t)];
-    map16(a.x + o, a.y + o, g.length(t), [&p](auto v) { return bn_normalize(v, p); });
-  });
+  normalize_all(g, g.order(a.threads, sizeof(T), 1) == Planes::kGroupMajor ? Planes::kGroupMajor
+                                                                          : Planes::kPieces,
+                a, params.data);
 }
 
 template <class T>
@@ -172,47 +296,62 @@ BackwardParams<T> finish_backward_channel(const BnBackwardArgs<T>& a, int64_t c,
 template <class T>
 void planes_backward_train(const BnBackwardArgs<T>& a) {
   const Planes g(a.shape);
-  auto sums = [&](int64_t t) {
-    const int64_t o = g.begin(t);
-    return piece_backward_sums<false>(a.dy + o, a.x + o, g.length(t), double(a.mean[g.channel(t)]));
-  };
-  auto write_dx = [&](int64_t t, const BackwardParams<T>& p) {
-    const int64_t o = g.begin(t);
-    map16(a.dy + o, a.x + o, a.dx + o, g.length(t),
-          [&p](auto dy, auto x) { return bn_backward_dx(dy, x, p); });
+  const Planes::Order order = g.order(a.threads, sizeof(T), 2);
+  auto write_dx = [&](int64_t o, int64_t len, const BackwardParams<T>& p) {
+    map16(a.dy + o, a.x + o, a.dx + o, len, [&p](auto dy, auto x) { return bn_backward_dx(dy, x, p); });
   };
 
-  if (g.whole_channels(a.threads, 2 * g.N * g.S * int64_t(sizeof(T)))) {
+  if (order == Planes::kWholeChannels) {
     parallel_for(g.C, a.threads, [&](int64_t c) {
       BackwardSums total = {0, 0, 0};
-      g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, sums(t)); });
+      g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, piece_backward_sums<false>(g, a, t)); });
       const BackwardParams<T> p = finish_backward_channel(a, c, g.count(), total);
-      g.for_pieces_of_channel_reversed(c, [&](int64_t t) { write_dx(t, p); });
+      g.for_pieces_of_channel_reversed(c, [&](int64_t t) {
+        g.for_each_run(t, [&](int64_t o, int64_t len) { write_dx(o, len, p); });
+      });
     });
     return;
   }
   Scratch<BackwardSums> part(g.pieces());
-  parallel_for(g.pieces(), a.threads, [&](int64_t t) { part[t] = sums(t); });
+  all_pieces(
+      g, order, a.threads, int64_t(sizeof(BackwardLanes)) * g.C,
+      [&](int64_t group, char* scratch) {
+        group_backward_sums<false>(g, a, group, static_cast<const T*>(nullptr),
+                                   reinterpret_cast<BackwardLanes*>(scratch), part.data);
+      },
+      [&](int64_t t) { part[t] = piece_backward_sums<false>(g, a, t); });
   Scratch<BackwardParams<T>> params(g.C);
   for (int64_t c = 0; c < g.C; ++c) {
     BackwardSums total = {0, 0, 0};
     g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, part[t]); });
     params[c] = finish_backward_channel(a, c, g.count(), total);
   }
-  parallel_for(g.pieces(), a.threads, [&](int64_t t) { write_dx(t, params[g.channel(t)]); });
+  if (order == Planes::kGroupMajor) {
+    parallel_for(g.NG, a.threads, [&](int64_t group) {
+      g.for_group_planes(group, [&](int64_t c, int64_t o) { write_dx(o, g.S, params[c]); });
+    });
+  } else {
+    parallel_for(g.pieces(), a.threads, [&](int64_t t) {
+      g.for_each_run(t, [&](int64_t o, int64_t len) { write_dx(o, len, params[g.channel(t)]); });
+    });
+  }
 }
 
 // Eval backward in one pass: dx = dy * weight * invstd while summing dy and dy * (x - mean).
 template <class T>
 void planes_backward_eval(const BnBackwardArgs<T>& a) {
   const Planes g(a.shape);
+  Scratch<T> k(g.C);
+  for (int64_t c = 0; c < g.C; ++c) k[c] = T(weight_at(a.weight, c) * double(a.invstd[c]));
   Scratch<BackwardSums> part(g.pieces());
-  parallel_for(g.pieces(), a.threads, [&](int64_t t) {
-    const int64_t o = g.begin(t), c = g.channel(t);
-    const T k = T(weight_at(a.weight, c) * double(a.invstd[c]));
-    const double m0 = double(a.mean[c]);
-    part[t] = piece_backward_sums<true>(a.dy + o, a.x + o, g.length(t), m0, a.dx + o, k);
-  });
+  all_pieces(
+      g, g.order(a.threads, sizeof(T), 2) == Planes::kGroupMajor ? Planes::kGroupMajor : Planes::kPieces,
+      a.threads, int64_t(sizeof(BackwardLanes)) * g.C,
+      [&](int64_t group, char* scratch) {
+        group_backward_sums<true>(g, a, group, k.data, reinterpret_cast<BackwardLanes*>(scratch),
+                                  part.data);
+      },
+      [&](int64_t t) { part[t] = piece_backward_sums<true>(g, a, t, k[g.channel(t)]); });
   for (int64_t c = 0; c < g.C; ++c) {
     BackwardSums total = {0, 0, 0};
     g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, part[t]); });

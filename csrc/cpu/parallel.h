@@ -5,6 +5,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <new>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "fastnn/config.h"
 
 FASTNN_CPU_NAMESPACE_BEGIN
@@ -25,12 +29,37 @@ inline void parallel_for(int64_t n, int threads, const F& body) {
   for (int64_t t = 0; t < n; ++t) body(t);
 }
 
-// Heap scratch for per-task partial results (plain malloc: no std templates in
-// code compiled per instruction set).
+// The number of workers parallel_for_workers runs n tasks on.
+inline int workers(int64_t n, int threads) {
+  return static_cast<int>(n < threads ? (n > 0 ? n : 1) : threads);
+}
+
+// body(t, w) for t in [0, n), w < workers(n, threads) the worker running it (for
+// scratch space per worker).
+template <class F>
+inline void parallel_for_workers(int64_t n, int threads, const F& body) {
+#ifdef _OPENMP
+  if (threads > 1 && n > 1) {
+#pragma omp parallel num_threads(workers(n, threads))
+    {
+      const int w = omp_get_thread_num();
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < n; ++t) body(t, w);
+    }
+    return;
+  }
+#endif
+  for (int64_t t = 0; t < n; ++t) body(t, 0);
+}
+
+// Heap scratch for per-task partial results (plain aligned_alloc: no std templates
+// in code compiled per instruction set).
 template <class T>
 struct Scratch {
   T* data;
-  explicit Scratch(int64_t n) : data(static_cast<T*>(malloc(sizeof(T) * (n > 0 ? n : 1)))) {
+  // 64-byte aligned: T may hold vector registers.
+  explicit Scratch(int64_t n)
+      : data(static_cast<T*>(aligned_alloc(64, (sizeof(T) * (n > 0 ? n : 1) + 63) / 64 * 64))) {
     if (!data) throw std::bad_alloc();
   }
   ~Scratch() { free(data); }
