@@ -31,7 +31,7 @@ constexpr int64_t kChannelInCacheBytes = int64_t(8) << 20;
 // ------------------------------------------------------------------ planes layout
 
 constexpr int64_t kPiece = 4096;      // values per statistics piece (about)
-constexpr int64_t kPageBytes = 4096;  // hardware prefetchers stop at page boundaries
+constexpr int64_t kSmallPlaneBytes = 2048;  // smaller planes are walked group-major
 
 // Pieces of channel c: a plane of S >= kPiece values is cut into J pieces; smaller
 // planes are grouped, G consecutive planes (n) of one channel per piece, so small
@@ -80,7 +80,7 @@ struct Planes {
 
   enum Order { kWholeChannels, kGroupMajor, kPieces };
   Order order(int threads, int64_t elem_bytes, int64_t streams) const {
-    if (S * elem_bytes < kPageBytes) return kGroupMajor;
+    if (S * elem_bytes < kSmallPlaneBytes) return kGroupMajor;
     const bool balanced = threads <= 1 || C % threads == 0 || C >= 8 * threads;
     if (balanced && streams * N * S * elem_bytes <= kChannelInCacheBytes) return kWholeChannels;
     return kPieces;
@@ -189,8 +189,10 @@ void group_backward_sums(const Planes& g, const BnBackwardArgs<T>& a, int64_t gr
                          BackwardLanes* lanes, BackwardSums* part) {
   for (int64_t c = 0; c < g.C; ++c) lanes[c] = zero_backward_lanes();
   g.for_group_planes(group, [&](int64_t c, int64_t o) {
-    backward_run<kWriteDx>(a.dy + o, a.x + o, g.S, double(a.mean[c]), lanes[c], a.dx + o,
+    BackwardLanes s = lanes[c];  // in registers for the run
+    backward_run<kWriteDx>(a.dy + o, a.x + o, g.S, double(a.mean[c]), s, a.dx + o,
                            kWriteDx ? k[c] : T(0));
+    lanes[c] = s;
   });
   for (int64_t c = 0; c < g.C; ++c) part[g.piece(group, c, 0)] = reduce_backward_lanes(lanes[c]);
 }
@@ -510,10 +512,13 @@ void rows_forward_train(const BnForwardArgs<T>& a) {
     for (int64_t i = 0; i < g.channels_in(item); ++i) out[i] = chunk_from_shifted_sums(rows, s1[i], s2[i]);
   });
 
+  // Every channel of a block has the same count: one weight per block.
   Scratch<ChunkStats> total(C);
-  for (int64_t c = 0; c < C; ++c) total[c] = {0, 0, 0};
-  for (int64_t b = 0; b < g.blocks; ++b)
-    for (int64_t c = 0; c < C; ++c) chan_merge(total[c], part[b * C + c]);
+  for (int64_t c = 0; c < C; ++c) total[c] = part[c];
+  for (int64_t b = 1; b < g.blocks; ++b) {
+    const double w = part[b * C].n / (total[0].n + part[b * C].n);
+    for (int64_t c = 0; c < C; ++c) chan_merge_weighted(total[c], part[b * C + c], w);
+  }
   Scratch<NormalizeParams<T>> params(C);
   for (int64_t c = 0; c < C; ++c) params[c] = finish_forward_channel(a, c, shift[c], total[c]);
   rows_normalize(g, a, params.data);

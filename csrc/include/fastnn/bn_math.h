@@ -26,17 +26,23 @@ FASTNN_HD ChunkStats chunk_from_shifted_sums(double n, double s1, double s2) {
   return {n, shifted_mean, m2 < 0 ? 0.0 : m2};
 }
 
-// Chan, Golub & LeVeque: merge b into a. Order-dependent in the last bit, so callers
-// merge chunks in a fixed order.
-FASTNN_HD void chan_merge(ChunkStats& a, const ChunkStats& b) {
-  if (b.n == 0) return;
-  if (a.n == 0) { a = b; return; }
-  const double n = a.n + b.n;
+// Chan, Golub & LeVeque: merge b into a, given b's weight w = b.n / (a.n + b.n)
+// (computed once where many channels share the counts). Order-dependent in the last
+// bit, so callers merge chunks in a fixed order.
+FASTNN_HD void chan_merge_weighted(ChunkStats& a, const ChunkStats& b, double w) {
   const double delta = b.shifted_mean - a.shifted_mean;
-  const double w = b.n / n;
   a.shifted_mean += delta * w;
   a.m2 += b.m2 + delta * delta * a.n * w;
-  a.n = n;
+  a.n += b.n;
+}
+
+FASTNN_HD void chan_merge(ChunkStats& a, const ChunkStats& b) {
+  if (b.n == 0) return;
+  if (a.n == 0) {
+    a = b;
+    return;
+  }
+  chan_merge_weighted(a, b, b.n / (a.n + b.n));
 }
 
 // Per-channel constants of the output pass, y = ((x - mean_hi) - mean_lo) * scale + shift.
