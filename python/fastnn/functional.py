@@ -7,6 +7,7 @@ those arrays. Bad input raises TypeError or ValueError naming the argument, befo
 anything is written.
 """
 
+import numbers
 from collections import namedtuple
 
 from . import _backend
@@ -32,15 +33,15 @@ def _outs(out, names):
 
 
 def _float(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     return float(value)
 
 
 def _axis(channel_axis):
-    if isinstance(channel_axis, bool) or not isinstance(channel_axis, int):
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
         raise TypeError(f"channel_axis must be an int, got {type(channel_axis).__name__}")
-    return channel_axis
+    return int(channel_axis)
 
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=True,
