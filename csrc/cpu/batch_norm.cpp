@@ -30,7 +30,7 @@ constexpr int64_t kChannelInCacheBytes = int64_t(8) << 20;
 
 // ------------------------------------------------------------------ planes layout
 
-constexpr int64_t kPiece = 4096;      // values per statistics piece (about)
+constexpr int64_t kPiece = 4096;            // values per statistics piece (about)
 constexpr int64_t kSmallPlaneBytes = 2048;  // smaller planes are walked group-major
 
 // Pieces of channel c: a plane of S >= kPiece values is cut into J pieces; smaller
@@ -39,9 +39,9 @@ constexpr int64_t kSmallPlaneBytes = 2048;  // smaller planes are walked group-m
 // lanes, plane by plane, and pieces merge in (group, j) order, whatever order the
 // work runs in:
 //  - whole channels: a task takes a channel, two passes back to back, the second
-//    from cache (planes of a page or more, channel small enough, threads balanced);
+//    from cache (planes of 2 KB or more, channel small enough, threads balanced);
 //  - group-major: a task takes a group of planes for all channels, walking memory in
-//    order (planes smaller than a page, which prefetchers can't follow per channel);
+//    order (smaller planes: too short for the prefetchers to follow one channel);
 //  - pieces: tasks are pieces in memory order.
 struct Planes {
   int64_t N, C, S, J, G, NG;  // NG groups of G planes
@@ -88,15 +88,25 @@ struct Planes {
 };
 
 // Shifted sums of one run into 16 lanes (value i in lane i % 16), in float64.
+struct StatsLanes {
+  Vec16<double> s1, s2;  // sum(x - shift), sum((x - shift)^2)
+};
+
 template <class T>
-inline void stats_run(const T* p, int64_t len, double shift, Vec16<double>& s1, Vec16<double>& s2) {
+inline void stats_run(const T* p, int64_t len, double shift, StatsLanes& s) {
   auto add = [&](const Vec16<double>& d) {
-    s1 += d;
-    s2 += d * d;
+    s.s1 += d;
+    s.s2 += d * d;
   };
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) add(load16_f64(p + i) - shift);
   if (i < len) add(first_lanes(load_tail16_f64(p + i, len - i) - shift, len - i));
+}
+
+inline StatsLanes zero_stats_lanes() { return {zeros16<double>(), zeros16<double>()}; }
+
+inline ChunkStats reduce_stats_lanes(double count, const StatsLanes& s) {
+  return chunk_from_shifted_sums(count, reduce_lanes(s.s1), reduce_lanes(s.s2));
 }
 
 // sum(dy), sum(dy * (x - m0)), sum(x - m0) of one run into 16 lanes; with kWriteDx
@@ -141,35 +151,28 @@ inline void add_sums(BackwardSums& a, const BackwardSums& b) {
 
 template <class T>
 ChunkStats piece_stats(const Planes& g, const T* x, int64_t t, double shift) {
-  Vec16<double> s1 = zeros16<double>(), s2 = s1;
+  StatsLanes s = zero_stats_lanes();
   int64_t count = 0;
   g.for_each_run(t, [&](int64_t o, int64_t len) {
-    stats_run(x + o, len, shift, s1, s2);
+    stats_run(x + o, len, shift, s);
     count += len;
   });
-  return chunk_from_shifted_sums(double(count), reduce_lanes(s1), reduce_lanes(s2));
+  return reduce_stats_lanes(double(count), s);
 }
 
 // part[piece] for every piece of a group, walking the group's memory in order with one
-// set of lanes per channel in scratch (C * 2 * 16 doubles).
+// set of lanes per channel in scratch.
 template <class T>
-void group_stats(const Planes& g, const T* x, int64_t group, const double* shift, double* lanes,
-                 ChunkStats* part) {
-  const int64_t C = g.C;
-  memset(lanes, 0, sizeof(double) * 2 * kLanes * C);
+void group_stats(const Planes& g, const T* x, int64_t group, const double* shift,
+                 StatsLanes* lanes, ChunkStats* part) {
+  for (int64_t c = 0; c < g.C; ++c) lanes[c] = zero_stats_lanes();
   g.for_group_planes(group, [&](int64_t c, int64_t o) {
-    double* l1 = lanes + 2 * kLanes * c;
-    Vec16<double> s1 = load16(l1), s2 = load16(l1 + kLanes);
-    stats_run(x + o, g.S, shift[c], s1, s2);
-    store16(l1, s1);
-    store16(l1 + kLanes, s2);
+    StatsLanes s = lanes[c];  // in registers for the run
+    stats_run(x + o, g.S, shift[c], s);
+    lanes[c] = s;
   });
   const double count = double(g.planes_in(group) * g.S);
-  for (int64_t c = 0; c < C; ++c) {
-    const double* l1 = lanes + 2 * kLanes * c;
-    part[g.piece(group, c, 0)] = chunk_from_shifted_sums(count, reduce_lanes(load16(l1)),
-                                                         reduce_lanes(load16(l1 + kLanes)));
-  }
+  for (int64_t c = 0; c < g.C; ++c) part[g.piece(group, c, 0)] = reduce_stats_lanes(count, lanes[c]);
 }
 
 template <bool kWriteDx, class T>
@@ -262,9 +265,9 @@ void planes_forward_train(const BnForwardArgs<T>& a) {
   }
   Scratch<ChunkStats> part(g.pieces());
   all_pieces(
-      g, order, a.threads, int64_t(sizeof(double)) * 2 * kLanes * g.C,
+      g, order, a.threads, int64_t(sizeof(StatsLanes)) * g.C,
       [&](int64_t group, char* scratch) {
-        group_stats(g, a.x, group, shift.data, reinterpret_cast<double*>(scratch), part.data);
+        group_stats(g, a.x, group, shift.data, reinterpret_cast<StatsLanes*>(scratch), part.data);
       },
       [&](int64_t t) { part[t] = piece_stats(g, a.x, t, shift[g.channel(t)]); });
   Scratch<NormalizeParams<T>> params(g.C);
