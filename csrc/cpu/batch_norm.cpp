@@ -440,9 +440,13 @@ struct Rows {
       for (int64_t u = 1; u < width / C; ++u)
         for (int64_t i = 0; i < C; ++i) per_channel[i] += slots[u * C + i];
   }
-  // Parameter lanes from a per-channel function: lane l is channel l % C.
+  // f(l, c) for each parameter lane l and its channel c = l % C (no division per lane).
+  template <class F> void for_lanes(F f) const {
+    for (int64_t l = 0, c = 0; l < lanes; ++l, c = c + 1 == C ? 0 : c + 1) f(l, c);
+  }
+  // Parameter lanes from a per-channel function.
   template <class V, class F> void fill_lanes(V* lane, F f) const {
-    for (int64_t l = 0; l < lanes; ++l) lane[l] = f(l % C);
+    for_lanes([&](int64_t l, int64_t c) { lane[l] = f(c); });
   }
 };
 
@@ -469,13 +473,12 @@ inline void accumulate_slots(double* s1, double* s2, int64_t len, F f) {
 template <class T>
 void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizeParams<T>* params) {
   Scratch<T> hi(g.lanes), lo(g.lanes), scale(g.lanes), shift(g.lanes);
-  for (int64_t l = 0; l < g.lanes; ++l) {
-    const NormalizeParams<T>& p = params[l % g.C];
-    hi[l] = p.mean_hi;
-    lo[l] = p.mean_lo;
-    scale[l] = p.scale;
-    shift[l] = p.shift;
-  }
+  g.for_lanes([&](int64_t l, int64_t c) {
+    hi[l] = params[c].mean_hi;
+    lo[l] = params[c].mean_lo;
+    scale[l] = params[c].scale;
+    shift[l] = params[c].shift;
+  });
   parallel_for(g.items(), a.threads, [&](int64_t item) {
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
       const T* xs = a.x + o;
@@ -596,14 +599,13 @@ void rows_backward_train(const BnBackwardArgs<T>& a) {
     params[c] = finish_backward_channel(a, c, double(g.M), total);
   }
   Scratch<T> hi(g.lanes), lo(g.lanes), c_dy(g.lanes), c_xc(g.lanes), c_0(g.lanes);
-  for (int64_t l = 0; l < g.lanes; ++l) {
-    const BackwardParams<T>& p = params[l % C];
-    hi[l] = p.mean_hi;
-    lo[l] = p.mean_lo;
-    c_dy[l] = p.c_dy;
-    c_xc[l] = p.c_xc;
-    c_0[l] = p.c_0;
-  }
+  g.for_lanes([&](int64_t l, int64_t c) {
+    hi[l] = params[c].mean_hi;
+    lo[l] = params[c].mean_lo;
+    c_dy[l] = params[c].c_dy;
+    c_xc[l] = params[c].c_xc;
+    c_0[l] = params[c].c_0;
+  });
   parallel_for(g.items(), a.threads, [&](int64_t item) {
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
       const T *dys = a.dy + o, *xs = a.x + o;
