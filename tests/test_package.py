@@ -279,3 +279,26 @@ def test_cli_demo_checks_batch_norm_against_float64():
     assert len(errors) == 2 and all(e < 1e-5 for e in errors), proc.stdout
     fastnn_line = next(line for line in proc.stdout.splitlines() if line.strip().startswith("fastnn "))
     assert float(fastnn_line.split()[1]) < 1e-5  # the mean-1e4 channel
+
+
+class _FakeDeviceArray:
+    """Stands in for a CuPy array: only __cuda_array_interface__ matters for routing."""
+
+    __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False),
+                                "strides": None, "version": 3}
+
+
+def test_mixing_host_and_device_arrays_is_a_type_error():
+    import numpy as np
+
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(TypeError, match="weight.*GPU.*x"):
+        fastnn.F.batch_norm_forward(x, _FakeDeviceArray(), None, None, None)
+    with pytest.raises(TypeError, match="same device"):
+        fastnn.F.batch_norm_backward(x, _FakeDeviceArray(), None, x[0], x[0])
+
+
+def test_device_arrays_without_a_cuda_kernel_say_so():
+    expected = NotImplementedError if fastnn.info()["cuda_built"] else RuntimeError
+    with pytest.raises(expected, match="batch_norm_forward|CUDA module"):
+        fastnn.F.batch_norm_forward(_FakeDeviceArray(), None, None, None, None)
