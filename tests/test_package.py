@@ -302,3 +302,24 @@ def test_device_arrays_without_a_cuda_kernel_say_so():
     expected = NotImplementedError if fastnn.info()["cuda_built"] else RuntimeError
     with pytest.raises(expected, match="batch_norm_forward|CUDA module"):
         fastnn.F.batch_norm_forward(_FakeDeviceArray(), None, None, None, None)
+
+
+def test_memory_floor_loops_compute_what_they_stream():
+    """The benchmarks' floor loops must really read and write the arrays they time."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(300_001).astype(np.float32)  # not a multiple of any chunk
+    b = rng.standard_normal(a.size).astype(np.float32)
+    out = np.empty_like(a)
+    fastnn._cpu.stream_copy(a, out)
+    np.testing.assert_array_equal(out, a)
+    fastnn._cpu.stream_add(a, b, out)
+    np.testing.assert_array_equal(out, a + b)
+    assert fastnn._cpu.stream_read(a) == pytest.approx(float(a.astype(np.float64).sum()), rel=1e-12)
+    c, d = a.copy(), b.copy()
+    fastnn._cpu.stream_inplace([c, d], 2.0)
+    np.testing.assert_array_equal(c, a * 2)
+    np.testing.assert_array_equal(d, b * 2)
+    with pytest.raises(ValueError, match="same"):
+        fastnn._cpu.stream_copy(a, out[:-1])
