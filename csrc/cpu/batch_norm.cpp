@@ -225,22 +225,29 @@ NormalizeParams<T> finish_forward_channel(const BnForwardArgs<T>& a, int64_t c, 
                              bias_at(a.bias, c));
 }
 
-// y = bn_normalize(x) over every piece (group-major or pieces as tasks).
+// f(c, offset, len) for every run of every piece, in parallel, group-major or by pieces.
+template <class F>
+void parallel_runs(const Planes& g, Planes::Order order, int threads, F f) {
+  if (order == Planes::kGroupMajor) {
+    parallel_for(g.NG, threads, [&](int64_t group) {
+      g.for_group_planes(group, [&](int64_t c, int64_t o) { f(c, o, g.S); });
+    });
+  } else {
+    parallel_for(g.pieces(), threads, [&](int64_t t) {
+      const int64_t c = g.channel(t);
+      g.for_each_run(t, [&](int64_t o, int64_t len) { f(c, o, len); });
+    });
+  }
+}
+
+// y = bn_normalize(x) everywhere, with per-channel params.
 template <class T>
 void normalize_all(const Planes& g, Planes::Order order, const BnForwardArgs<T>& a,
                    const NormalizeParams<T>* params) {
-  auto run = [&](int64_t o, int64_t len, const NormalizeParams<T>& p) {
+  parallel_runs(g, order, a.threads, [&](int64_t c, int64_t o, int64_t len) {
+    const NormalizeParams<T>& p = params[c];
     map16(a.x + o, a.y + o, len, [&p](auto v) { return bn_normalize(v, p); });
-  };
-  if (order == Planes::kGroupMajor) {
-    parallel_for(g.NG, a.threads, [&](int64_t group) {
-      g.for_group_planes(group, [&](int64_t c, int64_t o) { run(o, g.S, params[c]); });
-    });
-  } else {
-    parallel_for(g.pieces(), a.threads, [&](int64_t t) {
-      g.for_each_run(t, [&](int64_t o, int64_t len) { run(o, len, params[g.channel(t)]); });
-    });
-  }
+  });
 }
 
 template <class T>
@@ -331,15 +338,8 @@ void planes_backward_train(const BnBackwardArgs<T>& a) {
     g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, part[t]); });
     params[c] = finish_backward_channel(a, c, g.count(), total);
   }
-  if (order == Planes::kGroupMajor) {
-    parallel_for(g.NG, a.threads, [&](int64_t group) {
-      g.for_group_planes(group, [&](int64_t c, int64_t o) { write_dx(o, g.S, params[c]); });
-    });
-  } else {
-    parallel_for(g.pieces(), a.threads, [&](int64_t t) {
-      g.for_each_run(t, [&](int64_t o, int64_t len) { write_dx(o, len, params[g.channel(t)]); });
-    });
-  }
+  parallel_runs(g, order, a.threads,
+                [&](int64_t c, int64_t o, int64_t len) { write_dx(o, len, params[c]); });
 }
 
 // Eval backward in one pass: dx = dy * weight * invstd while summing dy and dy * (x - mean).
