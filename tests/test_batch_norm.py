@@ -982,6 +982,22 @@ def _overlapping_pair(shape, dtype, shift=1):
     return buf[shift:].reshape(shape), buf[:n].reshape(shape)
 
 
+def _out_overlapping(name, shift=1):
+    """Mutator: argument ``name`` and out share memory, offset by ``shift`` elements."""
+    def mod(a):
+        arg, out = _overlapping_pair(a[name].shape, np.float32, shift)
+        arg[...] = a[name]
+        a[name] = arg
+        a["kw"]["out"] = out
+    return mod
+
+
+def _two_stat_outs_same(a):
+    """Mutator: the two per-channel outputs are one array."""
+    s = _sentinel(3)
+    a["kw"]["out"] = (None, s, s)
+
+
 def _set(**changes):
     def mod(a):
         for k, v in changes.items():
@@ -1003,20 +1019,8 @@ def _strided(n, dtype=np.float32):
     return view
 
 
-def _x_partial_overlap(a):
-    xs, ys = _overlapping_pair(a["x"].shape, np.float32)
-    xs[...] = a["x"]
-    a["x"] = xs
-    a["kw"]["out"] = ys
-
-
 def _mean_view_of_x(a):
     a["kw"]["out"] = (None, a["x"].reshape(-1)[:3], None)
-
-
-def _mean_is_invstd(a):
-    s = _sentinel(3)
-    a["kw"]["out"] = (None, s, s)
 
 
 def _mean_view_of_y(a):
@@ -1086,14 +1090,14 @@ FORWARD_ERRORS = [
     ("out-tuple-len2", (ValueError, TypeError), "out",
      _set(out=lambda a: (_sentinel(a["x"].shape), _sentinel(3)))),
     # --- ValueError: aliasing
-    ("out-partial-overlap-x", ValueError, "out", _x_partial_overlap),
+    ("out-partial-overlap-x", ValueError, "out", _out_overlapping("x")),
     ("out-mean-is-running_mean", ValueError, "out",
      _set(out=lambda a: (None, a["running_mean"], None))),
     ("out-invstd-is-running_var", ValueError, "out",
      _set(out=lambda a: (None, None, a["running_var"]))),
     ("out-mean-is-weight", ValueError, "out", _set(out=lambda a: (None, a["weight"], None))),
     ("out-mean-view-of-x", ValueError, "out", _mean_view_of_x),
-    ("out-mean-is-invstd", ValueError, "out", _mean_is_invstd),
+    ("out-mean-is-invstd", ValueError, "out", _two_stat_outs_same),
     ("out-mean-view-of-y", ValueError, "out", _mean_view_of_y),
     # --- ValueError: hyper-parameters
     ("eps-0", ValueError, "eps", _set(eps=0.0)),
@@ -1189,25 +1193,6 @@ def _base_backward_args(dtype=np.float32):
                 kw=dict(training=True, channel_axis=1))
 
 
-def _dx_partial_overlap_dy(a):
-    ds, os_ = _overlapping_pair(a["dy"].shape, np.float32)
-    ds[...] = a["dy"]
-    a["dy"] = ds
-    a["kw"]["out"] = os_
-
-
-def _dx_partial_overlap_x(a):
-    xs, os_ = _overlapping_pair(a["x"].shape, np.float32, shift=2)
-    xs[...] = a["x"]
-    a["x"] = xs
-    a["kw"]["out"] = os_
-
-
-def _dw_db_same(a):
-    s = _sentinel(3)
-    a["kw"]["out"] = (None, s, s)
-
-
 def _dx_and_dw_overlap(a):
     dx = _sentinel(a["x"].shape)
     a["kw"]["out"] = (dx, dx.reshape(-1)[:3], None)
@@ -1249,12 +1234,12 @@ BACKWARD_ERRORS = [
     ("out-strided", ValueError, "out", _set(out=lambda a: _sentinel((4, 3, 10))[:, :, ::2])),
     ("out-tuple-len2", (ValueError, TypeError), "out",
      _set(out=lambda a: (_sentinel(a["x"].shape), _sentinel(3)))),
-    ("out-partial-overlap-dy", ValueError, "out", _dx_partial_overlap_dy),
-    ("out-partial-overlap-x", ValueError, "out", _dx_partial_overlap_x),
+    ("out-partial-overlap-dy", ValueError, "out", _out_overlapping("dy")),
+    ("out-partial-overlap-x", ValueError, "out", _out_overlapping("x", shift=2)),
     ("out-dweight-is-weight", ValueError, "out", _set(out=lambda a: (None, a["weight"], None))),
     ("out-dweight-is-mean", ValueError, "out", _set(out=lambda a: (None, a["mean"], None))),
     ("out-dbias-is-invstd", ValueError, "out", _set(out=lambda a: (None, None, a["invstd"]))),
-    ("out-dweight-is-dbias", ValueError, "out", _dw_db_same),
+    ("out-dweight-is-dbias", ValueError, "out", _two_stat_outs_same),
     ("out-dweight-view-of-dx", ValueError, "out", _dx_and_dw_overlap),
     ("valid-outs-bad-dbias", ValueError, "out",
      _set(out=lambda a: (_sentinel(a["x"].shape), _sentinel(3), _sentinel(4)))),
