@@ -305,6 +305,13 @@ BackwardParams<T> finish_backward_channel(const BnBackwardArgs<T>& a, int64_t c,
                                   weight_at(a.weight, c), &a.dweight[c], &a.dbias[c]);
 }
 
+// Eval backward: dbias = sum(dy), dweight = sum(dy * (x - mean)) * invstd.
+template <class T>
+void store_eval_backward(const BnBackwardArgs<T>& a, int64_t c, const BackwardSums& total) {
+  a.dbias[c] = total.sum_dy;
+  a.dweight[c] = total.sum_dy_xc * double(a.invstd[c]);
+}
+
 template <class T>
 void planes_backward_train(const BnBackwardArgs<T>& a) {
   const Planes g(a.shape);
@@ -360,8 +367,7 @@ void planes_backward_eval(const BnBackwardArgs<T>& a) {
   for (int64_t c = 0; c < g.C; ++c) {
     BackwardSums total = {0, 0, 0};
     g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, part[t]); });
-    a.dbias[c] = total.sum_dy;
-    a.dweight[c] = total.sum_dy_xc * double(a.invstd[c]);
+    store_eval_backward(a, c, total);
   }
 }
 
@@ -370,7 +376,7 @@ void planes_backward_eval(const BnBackwardArgs<T>& a) {
 // Narrow C (< kWideChannels): a block of rows is walked as flat segments of
 // `width` = lcm(C, 16) values, so vectors stay full for any C; slot q of a segment
 // belongs to channel q % C. Wide C: segments are rows cut into tiles of
-// kWideChannels columns.
+// kColumnTile columns.
 constexpr int64_t kWideChannels = 64;
 constexpr int64_t kColumnTile = 256;
 constexpr int64_t kBlockValues = 32768;
@@ -439,6 +445,12 @@ struct Rows {
     if (narrow)
       for (int64_t u = 1; u < width / C; ++u)
         for (int64_t i = 0; i < C; ++i) per_channel[i] += slots[u * C + i];
+  }
+  // Channel c's backward sums over all blocks, in block order.
+  BackwardSums channel_total(const BackwardSums* part, int64_t c) const {
+    BackwardSums total = {0, 0, 0};
+    for (int64_t b = 0; b < blocks; ++b) add_sums(total, part[b * C + c]);
+    return total;
   }
   // f(l, c) for each parameter lane l and its channel c = l % C (no division per lane).
   template <class F> void for_lanes(F f) const {
@@ -593,11 +605,8 @@ void rows_backward_train(const BnBackwardArgs<T>& a) {
   rows_backward_sums<T, false>(g, a, m0.data, nullptr, part.data);
 
   Scratch<BackwardParams<T>> params(C);
-  for (int64_t c = 0; c < C; ++c) {
-    BackwardSums total = {0, 0, 0};
-    for (int64_t b = 0; b < g.blocks; ++b) add_sums(total, part[b * C + c]);
-    params[c] = finish_backward_channel(a, c, double(g.M), total);
-  }
+  for (int64_t c = 0; c < C; ++c)
+    params[c] = finish_backward_channel(a, c, double(g.M), g.channel_total(part.data, c));
   Scratch<T> hi(g.lanes), lo(g.lanes), c_dy(g.lanes), c_xc(g.lanes), c_0(g.lanes);
   g.for_lanes([&](int64_t l, int64_t c) {
     hi[l] = params[c].mean_hi;
@@ -632,12 +641,7 @@ void rows_backward_eval(const BnBackwardArgs<T>& a) {
   g.fill_lanes(k.data, [&](int64_t c) { return T(weight_at(a.weight, c) * double(a.invstd[c])); });
   Scratch<BackwardSums> part(g.blocks * C);
   rows_backward_sums<T, true>(g, a, m0.data, k.data, part.data);
-  for (int64_t c = 0; c < C; ++c) {
-    BackwardSums total = {0, 0, 0};
-    for (int64_t b = 0; b < g.blocks; ++b) add_sums(total, part[b * C + c]);
-    a.dbias[c] = total.sum_dy;
-    a.dweight[c] = total.sum_dy_xc * double(a.invstd[c]);
-  }
+  for (int64_t c = 0; c < C; ++c) store_eval_backward(a, c, g.channel_total(part.data, c));
 }
 
 // ---------------------------------------------------------------------- entry points
