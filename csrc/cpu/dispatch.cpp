@@ -12,19 +12,30 @@
 namespace fastnn {
 namespace cpu {
 
-#define FASTNN_DECLARE_LEVEL(level)            \
-  namespace level {                            \
-  void fill_batch_norm(KernelTable& table);    \
-  void fill_stream(KernelTable& table);        \
+// Every kernel family, one line each: its source defines fill_<family>(KernelTable&)
+// once per instruction set.
+#define FASTNN_FOR_EACH_FAMILY(X) \
+  X(batch_norm)                   \
+  X(stream)
+
+#define FASTNN_DECLARE_FILL(family) void fill_##family(KernelTable& table);
+#define FASTNN_CALL_FILL(family) fill_##family(table);
+// level::fill_all(table) fills every family with that level's kernels.
+#define FASTNN_DEFINE_LEVEL(level)                                          \
+  namespace level {                                                         \
+  FASTNN_FOR_EACH_FAMILY(FASTNN_DECLARE_FILL)                               \
+  void fill_all(KernelTable& table) { FASTNN_FOR_EACH_FAMILY(FASTNN_CALL_FILL) } \
   }
-FASTNN_DECLARE_LEVEL(baseline)
+FASTNN_DEFINE_LEVEL(baseline)
 #ifdef FASTNN_HAVE_AVX2
-FASTNN_DECLARE_LEVEL(avx2)
+FASTNN_DEFINE_LEVEL(avx2)
 #endif
 #ifdef FASTNN_HAVE_AVX512
-FASTNN_DECLARE_LEVEL(avx512)
+FASTNN_DEFINE_LEVEL(avx512)
 #endif
-#undef FASTNN_DECLARE_LEVEL
+#undef FASTNN_DEFINE_LEVEL
+#undef FASTNN_CALL_FILL
+#undef FASTNN_DECLARE_FILL
 
 namespace {
 
@@ -34,12 +45,10 @@ struct Level {
   KernelTable table;
 };
 
-template <void (*FillBn)(KernelTable&), void (*FillStream)(KernelTable&)>
-Level make_level(const char* name, bool supported) {
+Level make_level(const char* name, bool supported, void (*fill_all)(KernelTable&)) {
   Level l{name, supported, {}};
   l.table.level = name;
-  FillBn(l.table);
-  FillStream(l.table);
+  fill_all(l.table);
   return l;
 }
 
@@ -60,12 +69,12 @@ const std::vector<Level>& levels() {
   static const std::vector<Level> all = [] {
     std::vector<Level> v;
 #ifdef FASTNN_HAVE_AVX512
-    v.push_back(make_level<avx512::fill_batch_norm, avx512::fill_stream>("avx512", cpu_has_avx512()));
+    v.push_back(make_level("avx512", cpu_has_avx512(), avx512::fill_all));
 #endif
 #ifdef FASTNN_HAVE_AVX2
-    v.push_back(make_level<avx2::fill_batch_norm, avx2::fill_stream>("avx2", cpu_has_avx2()));
+    v.push_back(make_level("avx2", cpu_has_avx2(), avx2::fill_all));
 #endif
-    v.push_back(make_level<baseline::fill_batch_norm, baseline::fill_stream>("baseline", true));
+    v.push_back(make_level("baseline", true, baseline::fill_all));
     return v;
   }();
   return all;
