@@ -58,11 +58,37 @@ struct StreamKernels {
   void (*scale_inplace)(float* const* arrays, int64_t k, int64_t n, float factor, int threads);  // k arrays r+w
 };
 
+// Dropout over n elements: y = x * (keep ? scale : 0), keep from the mask rule of
+// DESIGN.md (Philox4x32-10 of (seed, offset, i // 4), word i % 4, >= threshold).
+enum class MaskSource { generate, load, keep_all, drop_all };
+
+template <class T>
+struct DropoutArgs {
+  const T* x;                // null: only the mask is wanted
+  T* y;                      // may be x
+  int64_t n;
+  MaskSource source;
+  const uint8_t* mask_in;    // source load: (n + 7) / 8 bytes, bit i % 8 of byte i / 8
+  uint8_t* mask_out;         // null: not stored; else written, bits past n cleared
+  uint64_t seed, offset;     // source generate
+  uint32_t threshold;        // source generate: kept iff word >= threshold
+  T scale;                   // the factor of kept elements
+  int threads;
+};
+
+struct DropoutKernels {
+  void (*f32)(const DropoutArgs<float>&);
+  void (*f64)(const DropoutArgs<double>&);
+  // Philox words of blocks first, ..., first + blocks - 1: out[4 * k + w] (for tests).
+  void (*philox)(uint64_t seed, uint64_t offset, uint64_t first, int64_t blocks, uint32_t* out);
+};
+
 struct KernelTable {
   const char* level;
   BatchNormKernels<float> bn_f32;
   BatchNormKernels<double> bn_f64;
   StreamKernels stream;
+  DropoutKernels dropout;
 };
 
 }  // namespace cpu

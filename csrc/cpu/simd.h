@@ -58,11 +58,19 @@ inline Vec16<T> lanewise(F f) {
 FASTNN_VEC16_OPERATOR(+)
 FASTNN_VEC16_OPERATOR(-)
 FASTNN_VEC16_OPERATOR(*)
+FASTNN_VEC16_OPERATOR(^)  // the bitwise ones: integer lanes only
+FASTNN_VEC16_OPERATOR(&)
+FASTNN_VEC16_OPERATOR(|)
 #undef FASTNN_VEC16_OPERATOR
 
 template <class T>
 inline Vec16<T> zeros16() {
   return lanewise<T>([](int) { return typename Vec16<T>::Register{}; });
+}
+
+template <class T>
+inline Vec16<T> broadcast16(T s) {
+  return lanewise<T>([s](int) { return typename Vec16<T>::Register{} + s; });
 }
 
 // One memcpy per register: GCC turns each into a single unaligned vector move.
@@ -156,6 +164,86 @@ inline void map16(const T* a, const T* b, T* z, int64_t n, F f) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) store16(z + i, f(load16(a + i), load16(b + i)));
   for (; i < n; ++i) z[i] = f(a[i], b[i]);
+}
+
+// ---------------------------------------------------------------- uint32 lanes
+
+// hi:lo = a * b[l], the full 64-bit products (for philox.h). x86 multiplies the even
+// 32-bit lanes into 64-bit products (mul_epu32); the odd lanes are shifted down for a
+// second multiply, and the halves are put back in place.
+inline void mulhilo32(uint32_t a, const Vec16<uint32_t>& b, Vec16<uint32_t>& hi,
+                      Vec16<uint32_t>& lo) {
+  typedef Vec16<uint32_t>::Register R;
+  for (int k = 0; k < Vec16<uint32_t>::kRegisters; ++k) {
+#if defined(__AVX512F__)
+    const __m512i m = _mm512_set1_epi64(a), v = __m512i(b.r[k]);
+    const __m512i even = _mm512_mul_epu32(v, m);
+    const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(v, 32), m);
+    // _MM_PERM_CDAB swaps the 32-bit halves of each 64-bit product
+    hi.r[k] = R(_mm512_mask_shuffle_epi32(odd, 0x5555, even, _MM_PERM_CDAB));
+    lo.r[k] = R(_mm512_mask_shuffle_epi32(even, 0xAAAA, odd, _MM_PERM_CDAB));
+#elif defined(__AVX2__)
+    const __m256i m = _mm256_set1_epi64x(a), v = __m256i(b.r[k]);
+    const __m256i even = _mm256_mul_epu32(v, m);
+    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(v, 32), m);
+    hi.r[k] = R(_mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA));
+    lo.r[k] = R(_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA));
+#elif defined(__SSE2__)
+    const __m128i m = _mm_set1_epi64x(a), v = __m128i(b.r[k]);
+    const __m128i even = _mm_mul_epu32(v, m);
+    const __m128i odd = _mm_mul_epu32(_mm_srli_epi64(v, 32), m);
+    const __m128i low = _mm_set1_epi64x(0xffffffff);
+    hi.r[k] = R(_mm_or_si128(_mm_srli_epi64(even, 32), _mm_andnot_si128(low, odd)));
+    lo.r[k] = R(_mm_or_si128(_mm_and_si128(even, low), _mm_slli_epi64(odd, 32)));
+#else
+    for (int l = 0; l < Vec16<uint32_t>::kPerRegister; ++l) {
+      const uint64_t p = uint64_t(a) * b.r[k][l];
+      hi.r[k][l] = uint32_t(p >> 32);
+      lo.r[k][l] = uint32_t(p);
+    }
+#endif
+  }
+}
+
+// Bit l set iff v[l] >= t (unsigned).
+inline uint32_t ge_bits16(const Vec16<uint32_t>& v, uint32_t t) {
+#if defined(__AVX512F__)
+  return _mm512_cmpge_epu32_mask(__m512i(v.r[0]), _mm512_set1_epi32(int(t)));
+#else
+  constexpr int kPer = Vec16<uint32_t>::kPerRegister;
+  const Vec16<uint32_t>::Register tv = Vec16<uint32_t>::Register{} + t;
+  uint32_t bits = 0;
+  for (int k = 0; k < Vec16<uint32_t>::kRegisters; ++k) {
+    const auto ge = v.r[k] >= tv;  // lanes -1 or 0
+#if defined(__AVX2__)
+    bits |= uint32_t(_mm256_movemask_ps(__m256(ge))) << (k * kPer);
+#elif defined(__SSE2__)
+    bits |= uint32_t(_mm_movemask_ps(__m128(ge))) << (k * kPer);
+#else
+    for (int l = 0; l < kPer; ++l) bits |= uint32_t(ge[l] & 1) << (k * kPer + l);
+#endif
+  }
+  return bits;
+#endif
+}
+
+// Lane l = value if bit l of bits is set, else +0.
+template <class T>
+inline Vec16<T> select_bits16(uint32_t bits, T value) {
+  typedef __typeof__(Vec16<T>{}.r[0] < Vec16<T>{}.r[0]) Mask;  // ints of T's width
+  typedef __typeof__(Mask{}[0]) I;
+  constexpr int kPer = Vec16<T>::kPerRegister;
+  Mask lane_bit, value_bits;
+  I v;
+  memcpy(&v, &value, sizeof v);
+  for (int l = 0; l < kPer; ++l) {
+    lane_bit[l] = I(1) << l;
+    value_bits[l] = v;
+  }
+  return lanewise<T>([&](int k) {
+    const Mask b = Mask{} + I(bits >> (k * kPer));
+    return typename Vec16<T>::Register((b & lane_bit) != 0 & value_bits);
+  });
 }
 
 FASTNN_CPU_NAMESPACE_END

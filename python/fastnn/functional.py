@@ -11,8 +11,10 @@ import numbers
 from collections import namedtuple
 
 from . import _backend
+from . import random as _random
 
-__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward"]
+__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward",
+           "DropoutOutput", "dropout", "dropout_backward", "dropout_mask"]
 
 BatchNormOutput = namedtuple("BatchNormOutput", ["y", "mean", "invstd"])
 BatchNormOutput.__doc__ = "Result of batch_norm_forward: y, and the per-channel mean and invstd it used."
@@ -86,3 +88,83 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
                               invstd=invstd, dx=dx, dweight=dweight, dbias=dbias)
     return backend.batch_norm_backward(dy, x, weight, mean, invstd, bool(training),
                                        _axis(channel_axis), dx, dweight, dbias)
+
+
+DropoutOutput = namedtuple("DropoutOutput", ["y", "mask"])
+DropoutOutput.__doc__ = "Result of dropout: y, and the bit-packed uint8 keep mask."
+
+
+def _seed_offset(seed, offset, generator, n):
+    """(seed, offset) as given, else drawn from generator (default: the global one)."""
+    if seed is None:
+        if offset != 0:
+            raise ValueError("offset is given but seed is None; pass both, or neither "
+                             "to draw them from the generator")
+        return (generator or _random.default_generator).draw(n)
+    if generator is not None:
+        raise ValueError("pass seed (and offset) or generator, not both")
+    return _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
+
+
+def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out=None):
+    """Inverted dropout: returns DropoutOutput(y, mask).
+
+    Each element is zeroed with probability p and the kept ones are scaled by
+    1 / (1 - p), so E[y] = x. The keep mask follows DESIGN.md's rule: element i is
+    kept iff word i % 4 of Philox4x32-10(key=seed, counter=(i // 4, offset)) is
+    >= round(p * 2**32); it is the same for any thread count, SIMD level or device.
+    mask: uint8, (x.size + 7) // 8 bytes, element i is bit i % 8 of byte i // 8
+    (numpy.packbits(keep, bitorder='little')); bits past x.size are 0.
+
+    seed, offset: ints in [0, 2**64 - 1]. seed=None draws (seed, offset) from
+    ``generator`` (default: ``fastnn.random.default_generator``), which moves on by
+    ceil(x.size / 4). y = x * (scale or 0): NaN and inf stay NaN, as in PyTorch.
+    p = 0 and training=False: y is x (copied), mask all ones, no generator run (eval
+    draws nothing). p = 1: y = x * 0, mask all zeros.
+    out: y alone or (y, mask); y may be x (in place).
+    """
+    y, mask = _outs(out, ("y", "mask"))
+    p = _float(p, "p")
+    if not 0 <= p <= 1:  # before the generator moves
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    if training:
+        seed, offset = _seed_offset(seed, offset, generator, int(getattr(x, "size", 0)))
+    else:
+        seed, offset = (0, 0) if seed is None else _seed_offset(seed, offset, generator, 0)
+    backend = _backend.select("dropout", x=x, y=y, mask=mask)
+    return DropoutOutput(*backend.dropout(x, p, seed, offset, bool(training), y, mask))
+
+
+def dropout_backward(dy, mask, p, *, seed=None, offset=0, out=None):
+    """Dropout backward: dx = dy * (1 / (1 - p) where kept, else 0).
+
+    mask: the forward's mask, or None to regenerate it from (seed, offset) (both as
+    given to dropout, which must then have been called with an explicit seed); the
+    regenerated mask is never stored. p = 1 gives dy * 0. out: dx, which may be dy.
+    """
+    (dx,) = _outs(out, ("dx",))
+    p = _float(p, "p")
+    if mask is None:
+        if seed is None:
+            raise ValueError("mask is None: pass the forward's seed (and offset) to regenerate it")
+        seed, offset = _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
+    elif seed is not None or offset != 0:
+        raise ValueError("pass mask or seed/offset, not both")
+    else:
+        seed, offset = 0, 0
+    backend = _backend.select("dropout_backward", dy=dy, mask=mask, dx=dx)
+    return backend.dropout_backward(dy, mask, p, seed, offset, dx)
+
+
+def dropout_mask(n, p, *, seed, offset=0, out=None):
+    """The keep mask dropout(x, p, seed=seed, offset=offset) makes for x.size == n.
+
+    uint8, (n + 7) // 8 bytes, bit i % 8 of byte i // 8 is element i. out: a uint8
+    array of that shape.
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    p = _float(p, "p")
+    seed, offset = _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
+    backend = _backend.select("dropout_mask", mask=out)
+    return backend.dropout_mask(int(n), p, seed, offset, out)
