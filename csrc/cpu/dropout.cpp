@@ -3,6 +3,7 @@
 // the same pass scales the data. Tasks are fixed runs of elements, so the bits and
 // the results never depend on the thread count or the instruction set.
 #include <stdint.h>
+#include <string.h>
 
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -59,34 +60,46 @@ inline uint64_t generate_bits(uint64_t e, uint64_t seed, uint64_t offset, uint32
          spread4(ge_bits16(c[2], threshold)) << 2 | spread4(ge_bits16(c[3], threshold)) << 3;
 }
 
+// The bits of the len <= 64 elements from element e (a multiple of 64), past len 0.
 template <class T>
 inline uint64_t group_bits(const DropoutArgs<T>& a, int64_t e, int64_t len) {
+  uint64_t bits = 0;
   switch (a.source) {
     case MaskSource::generate:
-      return generate_bits(uint64_t(e), a.seed, a.offset, a.threshold);
+      bits = generate_bits(uint64_t(e), a.seed, a.offset, a.threshold);
+      break;
     case MaskSource::load: {
-      uint64_t bits = 0;
-      for (int64_t b = 0; b < (len + 7) / 8; ++b) bits |= uint64_t(a.mask_in[e / 8 + b]) << (8 * b);
-      return bits;
+      uint8_t bytes[8] = {};
+      memcpy(bytes, a.mask_in + e / 8, (len + 7) / 8);
+      for (int b = 0; b < 8; ++b) bits |= uint64_t(bytes[b]) << (8 * b);
+      break;
     }
     case MaskSource::keep_all:
-      return ~uint64_t(0);
-    default:
-      return 0;
+      bits = ~uint64_t(0);
+      break;
+    case MaskSource::drop_all:
+      break;
   }
+  return len < kGroup ? bits & ((uint64_t(1) << len) - 1) : bits;
 }
 
 template <class T>
-void dropout(const DropoutArgs<T>& a) {
-  const int64_t tasks = (a.n + kChunk - 1) / kChunk;
-  parallel_for(tasks, a.threads, [&](int64_t t) {
+void dropout(const DropoutArgs<T>& args) {
+  const int64_t tasks = (args.n + kChunk - 1) / kChunk;
+  parallel_for(tasks, args.threads, [&args](int64_t t) {
+    const DropoutArgs<T> a = args;  // a local copy: stores through y can't alias it
     const int64_t end = a.n < (t + 1) * kChunk ? a.n : (t + 1) * kChunk;
     for (int64_t e = t * kChunk; e < end; e += kGroup) {
       const int64_t len = end - e < kGroup ? end - e : kGroup;
-      uint64_t bits = group_bits(a, e, len);
-      if (len < kGroup) bits &= (uint64_t(1) << len) - 1;
-      if (a.mask_out)
-        for (int64_t b = 0; b < (len + 7) / 8; ++b) a.mask_out[e / 8 + b] = uint8_t(bits >> (8 * b));
+      const uint64_t bits = group_bits(a, e, len);
+      if (a.mask_out) {
+        uint8_t bytes[8];
+        for (int b = 0; b < 8; ++b) bytes[b] = uint8_t(bits >> (8 * b));
+        if (len == kGroup)
+          memcpy(a.mask_out + e / 8, bytes, 8);  // one store
+        else
+          memcpy(a.mask_out + e / 8, bytes, (len + 7) / 8);
+      }
       if (!a.x) continue;
       // y = x * factor, factor = scale or 0: NaN and inf stay NaN, as x * mask * scale does
       if (len == kGroup) {

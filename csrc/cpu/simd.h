@@ -233,13 +233,13 @@ inline Vec16<T> select_bits16(uint32_t bits, T value) {
   typedef __typeof__(Vec16<T>{}.r[0] < Vec16<T>{}.r[0]) Mask;  // ints of T's width
   typedef __typeof__(Mask{}[0]) I;
   constexpr int kPer = Vec16<T>::kPerRegister;
-  Mask lane_bit, value_bits;
+  static const I kLaneBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
+                                 8192, 16384, 32768};
+  Mask lane_bit;
+  memcpy(&lane_bit, kLaneBit, sizeof lane_bit);
   I v;
   memcpy(&v, &value, sizeof v);
-  for (int l = 0; l < kPer; ++l) {
-    lane_bit[l] = I(1) << l;
-    value_bits[l] = v;
-  }
+  const Mask value_bits = Mask{} + v;
   return lanewise<T>([&](int k) {
     const Mask b = Mask{} + I(bits >> (k * kPer));
     return typename Vec16<T>::Register((b & lane_bit) != 0 & value_bits);
