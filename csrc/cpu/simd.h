@@ -230,6 +230,15 @@ inline uint32_t ge_bits16(const Vec16<uint32_t>& v, uint32_t t) {
 // Lane l = value if bit l of bits is set, else +0.
 template <class T>
 inline Vec16<T> select_bits16(uint32_t bits, T value) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {  // the bits are the lane mask
+    return {{typename Vec16<T>::Register(_mm512_maskz_mov_ps(__mmask16(bits), _mm512_set1_ps(value)))}};
+  } else {
+    return lanewise<T>([&](int k) {
+      return typename Vec16<T>::Register(_mm512_maskz_mov_pd(__mmask8(bits >> (8 * k)), _mm512_set1_pd(value)));
+    });
+  }
+#else
   typedef __typeof__(Vec16<T>{}.r[0] < Vec16<T>{}.r[0]) Mask;  // ints of T's width
   typedef __typeof__(Mask{}[0]) I;
   constexpr int kPer = Vec16<T>::kPerRegister;
@@ -244,6 +253,7 @@ inline Vec16<T> select_bits16(uint32_t bits, T value) {
     const Mask b = Mask{} + I(bits >> (k * kPer));
     return typename Vec16<T>::Register((b & lane_bit) != 0 & value_bits);
   });
+#endif
 }
 
 FASTNN_CPU_NAMESPACE_END
