@@ -58,9 +58,7 @@ inline Vec16<T> lanewise(F f) {
 FASTNN_VEC16_OPERATOR(+)
 FASTNN_VEC16_OPERATOR(-)
 FASTNN_VEC16_OPERATOR(*)
-FASTNN_VEC16_OPERATOR(^)  // the bitwise ones: integer lanes only
-FASTNN_VEC16_OPERATOR(&)
-FASTNN_VEC16_OPERATOR(|)
+FASTNN_VEC16_OPERATOR(^)  // integer lanes only
 #undef FASTNN_VEC16_OPERATOR
 
 template <class T>
