@@ -59,12 +59,11 @@ void run(const Arg& x, const Arg& y, const Arg& mask_in, const Arg& mask_out, Ma
                    T(scale), fastnn::cpu::num_threads()};
   if (a.n == 0) return;
   py::gil_scoped_release release;
-  if (source == MaskSource::keep_all && scale == 1 && a.x == a.y) a.x = nullptr;  // y is x already
-  if (!a.x && !a.mask_out) return;
-  if (source == MaskSource::keep_all && scale == 1 && a.x) {
-    fastnn::cpu::kernels().stream.copy(a.x, a.y, sizeof(T) * a.n, a.threads);  // identity
-    a.x = nullptr;
+  if (a.x && source == MaskSource::keep_all && scale == 1) {  // identity: y = x, bitwise
+    if (a.x != a.y) fastnn::cpu::kernels().stream.copy(a.x, a.y, sizeof(T) * a.n, a.threads);
+    a.x = nullptr;  // only the mask is left to write
   }
+  if (!a.x && !a.mask_out) return;
   const auto& k = fastnn::cpu::kernels().dropout;
   if constexpr (sizeof(T) == 4) k.f32(a); else k.f64(a);
 }
