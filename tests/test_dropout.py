@@ -369,6 +369,29 @@ def test_generator_offsets_never_overlap():
     assert spans[-1][1] == g.offset == 4 * sum((sizes[i % len(sizes)] + 3) // 4 for i in range(300))
 
 
+def test_concurrent_calls_share_a_generator():
+    # the kernels run without the GIL; every call gets its own offset range
+    n, calls = 40_000, 24
+    g = fastnn.random.Generator(77)
+    x = np.ones(n, np.float32)
+    masks = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(calls // 4):
+            m = F.dropout(x, 0.5, generator=g).mask
+            with lock:
+                masks.append(m.tobytes())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = {F.dropout_mask(n, 0.5, seed=77, offset=k * n // 4).tobytes() for k in range(calls)}
+    assert len(expected) == calls and set(masks) == expected
+
+
 def test_generator_errors():
     with pytest.raises(TypeError, match="seed"):
         fastnn.random.Generator(1.5)
