@@ -13,7 +13,7 @@ from . import functional as F
 from . import random
 
 __version__ = _cpu.__version__
-__all__ = ["F", "functional", "random", "info", "set_num_threads", "get_num_threads", "empty_cache",
+__all__ = ["F", "functional", "info", "set_num_threads", "get_num_threads", "empty_cache",
            "__version__"]
 
 

@@ -13,8 +13,7 @@ from collections import namedtuple
 from . import _backend
 from . import random as _random
 
-__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward",
-           "DropoutOutput", "dropout", "dropout_backward", "dropout_mask"]
+__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward"]
 
 BatchNormOutput = namedtuple("BatchNormOutput", ["y", "mean", "invstd"])
 BatchNormOutput.__doc__ = "Result of batch_norm_forward: y, and the per-channel mean and invstd it used."
@@ -89,6 +88,10 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     return backend.batch_norm_backward(dy, x, weight, mean, invstd, bool(training),
                                        _axis(channel_axis), dx, dweight, dbias)
 
+
+# ------------------------------------------------------------------------- dropout
+
+__all__ += ["DropoutOutput", "dropout", "dropout_backward", "dropout_mask"]
 
 DropoutOutput = namedtuple("DropoutOutput", ["y", "mask"])
 DropoutOutput.__doc__ = "Result of dropout: y, and the bit-packed uint8 keep mask."
