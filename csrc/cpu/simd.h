@@ -249,7 +249,7 @@ inline Vec16<T> select_bits16(uint32_t bits, T value) {
   const Mask value_bits = Mask{} + v;
   return lanewise<T>([&](int k) {
     const Mask b = Mask{} + I(bits >> (k * kPer));
-    return typename Vec16<T>::Register((b & lane_bit) != 0 & value_bits);
+    return typename Vec16<T>::Register(((b & lane_bit) != 0) & value_bits);
   });
 #endif
 }
