@@ -162,12 +162,22 @@ def test_same_bits_any_threads_and_simd_level(simd_levels, simd_level, num_threa
         assert_same_bits(dx_regen, dx)
 
 
-def test_threshold_rounds_half_to_even():
-    # p * 2**32 = 0.5 rounds to 0 (everything kept), 1.5 and 2.5 to 2
-    n = 4000
-    for p, t in [(2**-33, 0), (3 * 2**-33, 2), (5 * 2**-33, 2), (1 - 2**-34, 2**32)]:
-        words = ref_words(9, 0, 0, n // 4).reshape(-1)
-        assert_same_bits(F.dropout_mask(n, p, seed=9), packbits(words >= np.uint64(t)))
+def test_threshold_is_exact_and_rounds_half_to_even():
+    # thresholds placed on the words themselves: r >= round(p * 2**32) with ties to even
+    n, seed = 64, 9
+    words = ref_words(seed, 0, 0, n // 4).reshape(-1).astype(np.int64)
+    for i in (int(np.flatnonzero(words % 2 == 0)[0]), int(np.flatnonzero(words % 2 == 1)[0])):
+        w = int(words[i])
+        for t2, kept in [(2 * w, True), (2 * w + 2, False), (2 * w - 1, True),
+                         (2 * w + 1, w % 2 == 0)]:  # p * 2**32 = t2 / 2; (w + 0.5) -> w if w even
+            p = t2 / 2**33
+            bits = unpack(F.dropout_mask(n, p, seed=seed), n)
+            assert bits[i] == kept, (w, t2)
+            assert_same_bits(F.dropout_mask(n, p, seed=seed), packbits(ref_keep(n, p, seed, 0)))
+    # p below 2**-33 rounds to 0 (keep all), p above 1 - 2**-33 to 2**32 (keep none)
+    for p, t in [(2**-33, 0), (1 - 2**-34, 2**32)]:
+        words = ref_words(9, 0, 0, 1000).reshape(-1)
+        assert_same_bits(F.dropout_mask(4000, p, seed=9), packbits(words >= np.uint64(t)))
 
 
 # =========================================================================== statistics
