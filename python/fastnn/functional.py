@@ -12,7 +12,8 @@ from collections import namedtuple
 
 from . import _backend
 
-__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward"]
+__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward",
+           "prelu", "prelu_backward", "maxout", "maxout_backward"]
 
 BatchNormOutput = namedtuple("BatchNormOutput", ["y", "mean", "invstd"])
 BatchNormOutput.__doc__ = "Result of batch_norm_forward: y, and the per-channel mean and invstd it used."
@@ -86,3 +87,53 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
                               invstd=invstd, dx=dx, dweight=dweight, dbias=dbias)
     return backend.batch_norm_backward(dy, x, weight, mean, invstd, bool(training),
                                        _axis(channel_axis), dx, dweight, dbias)
+
+
+def _pieces(pieces):
+    if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral):
+        raise TypeError(f"pieces must be an int, got {type(pieces).__name__}")
+    return int(pieces)
+
+
+def prelu(x, weight, channel_axis=1, out=None):
+    """PReLU (He et al. 2015): y = x if x > 0 else weight * x.
+
+    weight: (1,) (one slope for every element, any shape of x, 1-D included) or (C,)
+    along channel_axis (1: (N, C, ...), -1: (..., C)). out may be x (in place).
+    """
+    backend = _backend.select("prelu", x=x, weight=weight, y=out)
+    return backend.prelu(x, weight, _axis(channel_axis), out)
+
+
+def prelu_backward(dy, x, weight, channel_axis=1, out=None):
+    """PReLU backward: returns (dx, dweight).
+
+    dx = dy if x > 0 else weight * dy; dweight (weight's shape) = the sum of x * dy over
+    x <= 0 and every axis but the channel's, accumulated in float64 in a fixed order
+    (bitwise the same for any thread count). out: dx alone, or (dx, dweight); dx may be
+    dy or x (in place).
+    """
+    dx, dweight = _outs(out, ("dx", "dweight"))
+    backend = _backend.select("prelu_backward", x=x, dy=dy, weight=weight, dx=dx, dweight=dweight)
+    return backend.prelu_backward(dy, x, weight, _axis(channel_axis), dx, dweight)
+
+
+def maxout(x, pieces, channel_axis=1, out=None):
+    """Maxout (Goodfellow et al. 2013): the maximum over groups of `pieces` consecutive
+    channels; C must be divisible by pieces, the result has C // pieces channels.
+
+    A NaN in a group makes its output NaN (as torch.max does). out can't be x.
+    """
+    backend = _backend.select("maxout", x=x, y=out)
+    return backend.maxout(x, _pieces(pieces), _axis(channel_axis), out)
+
+
+def maxout_backward(dy, x, pieces, channel_axis=1, out=None):
+    """Maxout backward: dx (x's shape) is dy at each group's winner and 0 elsewhere.
+
+    The winner is the first NaN of the group if it has one, else the first piece equal
+    to the maximum (ties go to the lowest index). dy has the forward output's shape.
+    out may be x (in place).
+    """
+    backend = _backend.select("maxout_backward", x=x, dy=dy, dx=out)
+    return backend.maxout_backward(dy, x, _pieces(pieces), _axis(channel_axis), out)
