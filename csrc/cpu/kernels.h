@@ -26,6 +26,7 @@ struct BnForwardArgs {
   double* var;             // (C,) training: out, biased batch variance; unused in eval
   const double* invstd;    // (C,) eval: in; unused in training
   int threads;
+  bool relu;               // activation='relu': y = max(normalized, 0)
 };
 
 template <class T>
@@ -40,6 +41,7 @@ struct BnBackwardArgs {
   double* dweight;         // (C,) out: sum(dy * xhat)
   double* dbias;           // (C,) out: sum(dy)
   int threads;
+  const T* y;              // activation='relu': the forward's y (dy counts where y > 0), else null
 };
 
 template <class T>

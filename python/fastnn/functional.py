@@ -45,8 +45,17 @@ def _axis(channel_axis):
     return int(channel_axis)
 
 
+def _activation(activation):
+    """None | 'relu' -> the native argument ('' or 'relu')."""
+    if activation is None:
+        return ""
+    if isinstance(activation, str) and activation == "relu":
+        return "relu"
+    raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+
+
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=True,
-                       momentum=0.1, eps=1e-5, channel_axis=1, out=None):
+                       momentum=0.1, eps=1e-5, channel_axis=1, activation=None, out=None):
     """Batch normalization (Ioffe & Szegedy 2015), forward.
 
     x: (N, C, *spatial) with channel_axis=1, or (N, *spatial, C) with channel_axis=-1.
@@ -61,6 +70,10 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
     dtype; pass them to batch_norm_backward. y = (x - mean) * invstd * weight + bias,
     computed as ((x - mean) * s + bias) from the float64 mean, so |mean| >> std
     loses nothing.
+
+    activation='relu' fuses a ReLU into the same pass: y = max(that, 0) (+0 for
+    values <= 0, NaN stays NaN), bitwise what the two steps give. mean and invstd are
+    the batch norm's as before; keep y for batch_norm_backward(..., activation='relu').
     """
     y, mean, invstd = _outs(out, ("y", "mean", "invstd"))
     backend = _backend.select("batch_norm_forward", x=x, weight=weight, bias=bias,
@@ -68,10 +81,12 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
                               y=y, mean=mean, invstd=invstd)
     return BatchNormOutput(*backend.batch_norm_forward(
         x, weight, bias, running_mean, running_var, bool(training),
-        _float(momentum, "momentum"), _float(eps, "eps"), _axis(channel_axis), y, mean, invstd))
+        _float(momentum, "momentum"), _float(eps, "eps"), _axis(channel_axis),
+        _activation(activation), y, mean, invstd))
 
 
-def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1, out=None):
+def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1,
+                        activation=None, y=None, out=None):
     """Batch normalization, backward: returns (dx, dweight, dbias).
 
     dy, x: like the forward's x (x is the forward input). weight: (C,) or None (ones).
@@ -80,13 +95,17 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     dx = dy * weight * invstd. dweight = sum(dy * xhat) and dbias = sum(dy) are always
     returned. In training, mean only has to be close: the batch mean is refined from x
     in the same pass, so a float32 mean's lost low bits cost nothing.
-    out: dx alone, or (dx, dweight, dbias); dx may be dy or x (in place).
+    activation='relu': the backward of batch_norm_forward(..., activation='relu');
+    y (required) is that forward's output, and dy only counts where y > 0, exactly the
+    forward's mask (the same as batch_norm_backward(dy * (y > 0), x, ...), bitwise).
+    out: dx alone, or (dx, dweight, dbias); dx may be dy, x or y (in place).
     """
     dx, dweight, dbias = _outs(out, ("dx", "dweight", "dbias"))
     backend = _backend.select("batch_norm_backward", x=x, dy=dy, weight=weight, mean=mean,
-                              invstd=invstd, dx=dx, dweight=dweight, dbias=dbias)
+                              invstd=invstd, y=y, dx=dx, dweight=dweight, dbias=dbias)
     return backend.batch_norm_backward(dy, x, weight, mean, invstd, bool(training),
-                                       _axis(channel_axis), dx, dweight, dbias)
+                                       _axis(channel_axis), _activation(activation), y,
+                                       dx, dweight, dbias)
 
 
 def _pieces(pieces):
