@@ -51,12 +51,16 @@ struct Tiles {
 // per column from the weights spread over the L columns (small inner, channels last).
 template <class T>
 struct ScalarWeight {
+  static constexpr bool kOneChannel = true;  // the run is one channel's
   T w;
-  Vec16<T> vec(int64_t) const { return broadcast16(w); }
+  Vec16<T> v;
+  explicit ScalarWeight(T s) : w(s), v(broadcast16(s)) {}
+  Vec16<T> vec(int64_t) const { return v; }
   T at(int64_t) const { return w; }
 };
 template <class T>
 struct ColumnWeights {
+  static constexpr bool kOneChannel = false;
   const T* w;  // at the run's first column
   Vec16<T> vec(int64_t q) const { return load16(w + q); }
   T at(int64_t q) const { return w[q]; }
@@ -71,7 +75,7 @@ void for_weight_runs(const Tiles& g, const T* weight, const T* spread, int64_t j
   }
   for (int64_t j = j0; j < j1;) {
     const int64_t c = j / g.inner, end = min64((c + 1) * g.inner, j1);
-    f(j, end - j, ScalarWeight<T>{weight[c]});
+    f(j, end - j, ScalarWeight<T>(weight[c]));
     j = end;
   }
 }
@@ -118,8 +122,10 @@ void prelu_forward(const PreluArgs<T>& a) {
   });
 }
 
-// dx, and per task the float64 sums of prelu_grad_weight_term over its columns (rows
-// first, column by column), folded into the task's channels in column order.
+// dx, and per task and channel the float64 sum of prelu_grad_weight_term: a run of one
+// channel sums into 16 lanes (column j in lane (j - run start) % 16) over the task's
+// rows, reduced in a fixed tree; runs of per-column weights (small inner) sum per
+// column over the rows, folded into channels in column order.
 template <class T>
 void prelu_backward(const PreluArgs<T>& a) {
   const Tiles g(a.shape);
@@ -132,9 +138,14 @@ void prelu_backward(const PreluArgs<T>& a) {
 
   parallel_for(g.tasks(), a.threads, [&](int64_t t) {
     const int64_t rb = t / g.tiles, tile = t % g.tiles, j0 = g.j0(tile);
-    double acc[kTileColumns];  // column j0 + i in acc[i]
-    memset(acc, 0, sizeof(double) * (g.j1(tile) - j0));
+    const int64_t c0 = g.first_channel(tile);
+    double* out = part.data + rb * per_block + offset[tile];  // channel c0 + i in out[i]
+    for (int64_t i = 0; i < g.channels_in(tile); ++i) out[i] = 0;
+    double acc[kTileColumns];  // per-column weights: column j0 + i in acc[i]
+    if (spread.used) memset(acc, 0, sizeof(double) * (g.j1(tile) - j0));
     for_weight_runs(g, a.weight, spread.get(), j0, g.j1(tile), [&](int64_t j, int64_t len, auto w) {
+      constexpr bool kOneChannel = decltype(w)::kOneChannel;
+      Vec16<double> lanes = zeros16<double>();
       double* sums = acc + (j - j0);
       for (int64_t r = rb * g.R; r < min64(g.rows, (rb + 1) * g.R); ++r) {
         const T *dys = a.dy + r * g.L + j, *xs = a.x + r * g.L + j;
@@ -142,19 +153,23 @@ void prelu_backward(const PreluArgs<T>& a) {
         int64_t q = 0;
         for (; q + kLanes <= len; q += kLanes) {
           const Vec16<double> term = prelu_grad_weight_term16(load16_f64(dys + q), load16_f64(xs + q));
-          store16(sums + q, load16(sums + q) + term);
+          if (kOneChannel)
+            lanes += term;
+          else
+            store16(sums + q, load16(sums + q) + term);
           store16(dxs + q, prelu_grad_x16(load16(dys + q), load16(xs + q), w.vec(q)));  // dx may be dy or x
         }
+        if (kOneChannel && q < len)  // padding lanes: dy = x = 0 gives a 0 term
+          lanes += prelu_grad_weight_term16(load_tail16_f64(dys + q, len - q), load_tail16_f64(xs + q, len - q));
         for (; q < len; ++q) {
-          sums[q] += prelu_grad_weight_term(double(dys[q]), double(xs[q]));
+          if (!kOneChannel) sums[q] += prelu_grad_weight_term(double(dys[q]), double(xs[q]));
           dxs[q] = prelu_grad_x(dys[q], xs[q], w.at(q));
         }
       }
+      if (kOneChannel) out[j / g.inner - c0] = reduce_lanes(lanes);
     });
-    double* out = part.data + rb * per_block + offset[tile];
-    const int64_t c0 = g.first_channel(tile);
-    for (int64_t i = 0; i < g.channels_in(tile); ++i) out[i] = 0;
-    for (int64_t j = j0; j < g.j1(tile); ++j) out[j / g.inner - c0] += acc[j - j0];
+    if (spread.used)
+      for (int64_t j = j0; j < g.j1(tile); ++j) out[j / g.inner - c0] += acc[j - j0];
   });
 
   for (int64_t c = 0; c < g.C; ++c) a.dweight[c] = 0;
