@@ -302,7 +302,9 @@ MAXOUT_CASES = [
     ((4, 6, 5, 7), 1, 1),
     ((4, 5, 7, 6), -1, 2),
     ((4, 5, 7, 12), -1, 4),
-    ((9, 8), 1, 4),  # inner 1: scalar loop
+    ((9, 8), 1, 4),  # inner 1: gathered 16 groups at a time, then a scalar tail
+    ((5, 8, 3, 3), 1, 2),  # inner 9 < 16: gathered
+    ((37, 6, 5), 1, 3),  # inner 5, 74 groups: gathered blocks and a tail
     ((9, 8), -1, 2),
     ((2, 4, 40000), 1, 2),  # several inner tiles
     ((16,), -1, 4),
@@ -392,7 +394,8 @@ def test_maxout_matches_torch(dtype, case, torch):
     assert np.array_equal(F.maxout_backward(dy, x, p, channel_axis=axis), xt.grad.numpy())
 
 
-@pytest.mark.parametrize("case", [((2, 4, 40000), 1, 2), ((3000, 12), -1, 3), ((8, 16, 9, 9), 1, 4)],
+@pytest.mark.parametrize("case", [((2, 4, 40000), 1, 2), ((3000, 12), -1, 3), ((8, 16, 9, 9), 1, 4),
+                                  ((999, 6, 7), 1, 2)],
                          ids=mcase_id)
 def test_maxout_bitwise_across_threads_and_simd(case, simd_levels, simd_level, num_threads):
     shape, axis, p = case

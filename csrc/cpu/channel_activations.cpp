@@ -183,33 +183,40 @@ void prelu_backward(const PreluArgs<T>& a) {
 // ------------------------------------------------------------------------- Maxout
 
 // x as (groups, pieces, inner) with groups = outer * C / pieces, y as (groups, inner):
-// y[r, i] = max over k of x[r, k, i]. A task is a block of groups times a tile of the
-// inner positions; vectors run along inner (inner < 16, e.g. channels last, runs the
-// scalar loop).
+// y[r, i] = max over k of x[r, k, i]. Wide (inner >= 16): a task is a block of groups
+// times a tile of inner positions, vectors run along inner. Narrow (inner < 16, e.g.
+// channels last): a task is a block of groups, 16 outputs at a time gather their pieces
+// into vectors (and scatter dx back).
 struct Groups {
   int64_t groups, pieces, inner, W, R, blocks, tiles;
+  bool narrow;
   Groups(const BnShape& s, int64_t p)
       : groups(s.outer * (s.channels / p)), pieces(p), inner(s.inner), W(min64(inner, kTileColumns)),
-        R(kTaskValues / (W * p) > 0 ? kTaskValues / (W * p) : 1), blocks((groups + R - 1) / R),
-        tiles((inner + W - 1) / W) {}
+        R(kTaskValues / (W * p) > 0 ? kTaskValues / (W * p) : 1), blocks(0), tiles((inner + W - 1) / W),
+        narrow(inner < kLanes) {
+    if (narrow) R = (R + kLanes - 1) / kLanes * kLanes;  // whole blocks of 16 groups
+    blocks = (groups + R - 1) / R;
+  }
   int64_t tasks() const { return blocks * tiles; }
-  // f(r, i0, len) for the groups and inner range of task t.
+  int64_t first_group(int64_t t) const { return t / tiles * R; }
+  int64_t end_group(int64_t t) const { return min64(groups, first_group(t) + R); }
+  // Wide: f(r, i0, len) for the groups and inner range of task t.
   template <class F> void for_task(int64_t t, F f) const {
-    const int64_t b = t / tiles, i0 = (t % tiles) * W, len = min64(W, inner - i0);
-    for (int64_t r = b * R; r < min64(groups, (b + 1) * R); ++r) f(r, i0, len);
+    const int64_t i0 = (t % tiles) * W, len = min64(W, inner - i0);
+    for (int64_t r = first_group(t); r < end_group(t); ++r) f(r, i0, len);
   }
 };
 
-// The maximum of a group's pieces at 16 (or 1) inner positions, and the index of the
-// piece it came from. at(k) loads piece k; V is Vec16<T> or T.
-template <class T, class V>
+// The maximum of a group's pieces at 16 (or 1) positions, and the index of the piece it
+// came from (as T: exact, pieces <= 2**24). at(k) loads piece k; V is Vec16<T> or T.
+template <class V>
 struct Winner {
   V value, index;
 };
 
 template <class T, class At>
-Winner<T, Vec16<T>> winner16(int64_t pieces, At at) {
-  Winner<T, Vec16<T>> w{at(0), zeros16<T>()};
+Winner<Vec16<T>> winner16(int64_t pieces, At at) {
+  Winner<Vec16<T>> w{at(0), zeros16<T>()};
   for (int64_t k = 1; k < pieces; ++k) {
     const Vec16<T> v = at(k);
     const T kk = T(k);
@@ -223,8 +230,8 @@ Winner<T, Vec16<T>> winner16(int64_t pieces, At at) {
 }
 
 template <class T, class At>
-Winner<T, T> winner1(int64_t pieces, At at) {
-  Winner<T, T> w{at(0), T(0)};
+Winner<T> winner1(int64_t pieces, At at) {
+  Winner<T> w{at(0), T(0)};
   for (int64_t k = 1; k < pieces; ++k) {
     const T v = at(k);
     if (maxout_takes(v, w.value)) w = {v, T(k)};
@@ -232,10 +239,56 @@ Winner<T, T> winner1(int64_t pieces, At at) {
   return w;
 }
 
+// dy where index == k, else 0.
+template <class T>
+inline Vec16<T> routed16(const Vec16<T>& index, const Vec16<T>& dy, int64_t k) {
+  const T kk = T(k);
+  return lanewise<T>([&](int r) { return index.r[r] == kk ? dy.r[r] : T(0); });
+}
+
+// Narrow layout: output l of a block of 16 groups (l < 16 * inner) reads piece k at
+// offset[l] + k * inner from the block's first input.
+struct NarrowOffsets {
+  int64_t offset[kLanes * kLanes];
+  NarrowOffsets(int64_t pieces, int64_t inner) {
+    for (int64_t l = 0; l < kLanes * inner; ++l) offset[l] = l / inner * pieces * inner + l % inner;
+  }
+};
+
+// f(xs, outs, n_out) for the blocks of 16 whole groups of task t (xs: the block's input,
+// outs: its first output, 16 * inner outputs), then tail(r) for the groups left over.
+template <class Full, class Tail>
+void narrow_task(const Groups& g, int64_t t, Full full, Tail tail) {
+  int64_t r = g.first_group(t);
+  for (; r + kLanes <= g.end_group(t); r += kLanes) full(r);
+  for (; r < g.end_group(t); ++r) tail(r);
+}
+
 template <class T>
 void maxout_forward(const MaxoutArgs<T>& a) {
   const Groups g(a.shape, a.pieces);
   const int64_t p = g.pieces, S = g.inner;
+  if (g.narrow) {
+    const NarrowOffsets off(p, S);
+    parallel_for(g.tasks(), a.threads, [&](int64_t t) {
+      narrow_task(g, t, [&](int64_t r) {
+        const T* xs = a.x + r * p * S;
+        T* ys = a.out + r * S;
+        for (int64_t q = 0; q < kLanes * S; q += kLanes) {
+          const int64_t* o = off.offset + q;
+          store16(ys + q, winner16<T>(p, [&](int64_t k) {
+            T buf[kLanes];
+            for (int64_t l = 0; l < kLanes; ++l) buf[l] = xs[o[l] + k * S];
+            return load16(buf);
+          }).value);
+        }
+      }, [&](int64_t r) {
+        for (int64_t i = 0; i < S; ++i)
+          a.out[r * S + i] = winner1<T>(p, [&](int64_t k) { return a.x[(r * p + k) * S + i]; }).value;
+      });
+    });
+    return;
+  }
   parallel_for(g.tasks(), a.threads, [&](int64_t t) {
     g.for_task(t, [&](int64_t r, int64_t i0, int64_t len) {
       const T* xs = a.x + r * p * S + i0;
@@ -254,6 +307,36 @@ template <class T>
 void maxout_backward(const MaxoutArgs<T>& a) {
   const Groups g(a.shape, a.pieces);
   const int64_t p = g.pieces, S = g.inner;
+  if (g.narrow) {
+    const NarrowOffsets off(p, S);
+    parallel_for(g.tasks(), a.threads, [&](int64_t t) {
+      narrow_task(g, t, [&](int64_t r) {
+        const T* xs = a.x + r * p * S;
+        const T* dys = a.dy + r * S;
+        T* dxs = a.out + r * p * S;
+        for (int64_t q = 0; q < kLanes * S; q += kLanes) {
+          const int64_t* o = off.offset + q;
+          const Vec16<T> index = winner16<T>(p, [&](int64_t k) {
+            T buf[kLanes];
+            for (int64_t l = 0; l < kLanes; ++l) buf[l] = xs[o[l] + k * S];
+            return load16(buf);
+          }).index;
+          const Vec16<T> dy = load16(dys + q);
+          for (int64_t k = 0; k < p; ++k) {
+            T buf[kLanes];
+            store16(buf, routed16(index, dy, k));
+            for (int64_t l = 0; l < kLanes; ++l) dxs[o[l] + k * S] = buf[l];
+          }
+        }
+      }, [&](int64_t r) {
+        for (int64_t i = 0; i < S; ++i) {
+          const T index = winner1<T>(p, [&](int64_t k) { return a.x[(r * p + k) * S + i]; }).index;
+          for (int64_t k = 0; k < p; ++k) a.out[(r * p + k) * S + i] = index == T(k) ? a.dy[r * S + i] : T(0);
+        }
+      });
+    });
+    return;
+  }
   parallel_for(g.tasks(), a.threads, [&](int64_t t) {
     g.for_task(t, [&](int64_t r, int64_t i0, int64_t len) {
       const T* xs = a.x + r * p * S + i0;
@@ -263,11 +346,7 @@ void maxout_backward(const MaxoutArgs<T>& a) {
       for (; i + kLanes <= len; i += kLanes) {
         const Vec16<T> index = winner16<T>(p, [&](int64_t k) { return load16(xs + k * S + i); }).index;
         const Vec16<T> dy = load16(dys + i);
-        for (int64_t k = 0; k < p; ++k) {
-          const T kk = T(k);
-          store16(dxs + k * S + i,
-                  lanewise<T>([&](int q) { return index.r[q] == kk ? dy.r[q] : T(0); }));
-        }
+        for (int64_t k = 0; k < p; ++k) store16(dxs + k * S + i, routed16(index, dy, k));
       }
       for (; i < len; ++i) {
         const T index = winner1<T>(p, [&](int64_t k) { return xs[k * S + i]; }).index;
