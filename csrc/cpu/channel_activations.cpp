@@ -2,9 +2,10 @@
 // The formulas live in fastnn/channel_activation_math.h.
 //
 // Both view x as (outer, C, inner) (cpu::BnShape). Work is cut into tasks fixed by
-// the shape; the thread count only decides who runs which task, and the PReLU weight
-// gradient is summed per column in float64 and merged in a fixed order, so the bits
-// do not depend on the thread count or the instruction set.
+// the shape; the thread count only decides who runs which task. The PReLU weight
+// gradient is summed in float64 per task (16 lanes or per column, by the shape) and
+// merged in a fixed order, so its bits do not depend on the thread count or the
+// instruction set; everything else is elementwise.
 #include <stdint.h>
 #include <string.h>
 
