@@ -19,8 +19,9 @@ namespace {
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// s in all 16 lanes.
 template <class T>
-inline Vec16<T> broadcast16(T s) {
+inline Vec16<T> uniform16(T s) {
   return lanewise<T>([s](int) {
     typename Vec16<T>::Register r;
     for (int l = 0; l < Vec16<T>::kPerRegister; ++l) r[l] = s;
@@ -55,7 +56,7 @@ struct ScalarWeight {
   static constexpr bool kOneChannel = true;  // the run is one channel's
   T w;
   Vec16<T> v;
-  explicit ScalarWeight(T s) : w(s), v(broadcast16(s)) {}
+  explicit ScalarWeight(T s) : w(s), v(uniform16(s)) {}
   Vec16<T> vec(int64_t) const { return v; }
   T at(int64_t) const { return w; }
 };
