@@ -424,6 +424,17 @@ def test_maxout_out_and_in_place(dtype):
     assert F.maxout_backward(dy, x, 2, out=dx) is dx and np.array_equal(dx, dx_ref)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_maxout_empty(dtype):
+    for shape, axis in (((0, 4, 3), 1), ((2, 0, 3), 1), ((2, 3, 0), -1)):
+        x = np.zeros(shape, dtype)
+        y = F.maxout(x, 2 if shape[axis] else 3, channel_axis=axis)
+        expect = list(shape)
+        expect[axis] //= 2 if shape[axis] else 3
+        assert y.shape == tuple(expect)
+        assert F.maxout_backward(y, x, 2 if shape[axis] else 3, channel_axis=axis).shape == shape
+
+
 def test_maxout_errors_write_nothing():
     x = rng_data((4, 6, 5), np.float32, 60)
     dy = rng_data((4, 3, 5), np.float32, 61)
