@@ -33,6 +33,13 @@ fastnn::cpu::BnShape bn_shape(const Arg& x, int channel_axis) {
   return s;
 }
 
+// activation: "" (None) or "relu"; returns whether it is the ReLU.
+bool relu_activation(const std::string& activation) {
+  if (activation.empty()) return false;
+  if (activation == "relu") return true;
+  throw py::value_error("activation must be None or 'relu', got '" + activation + "'");
+}
+
 void require_per_channel(const Arg& a, const Arg& x, py::ssize_t channels) {
   if (a.given()) require_like(a, x, {channels});
 }
@@ -48,12 +55,12 @@ template <class T>
 void run_bn_forward(const Arg& x, const Arg& y, const Arg& weight, const Arg& bias,
                     const Arg& running_mean, const Arg& running_var, const Arg& mean_out,
                     const Arg& invstd_out, fastnn::cpu::BnShape shape, bool training,
-                    double momentum, double eps) {
+                    double momentum, double eps, bool relu) {
   const int64_t C = shape.channels;
   std::vector<double> mean(C), var(C), invstd(C);
   fastnn::cpu::BnForwardArgs<T> a{x.cdata<T>(), y.data<T>(), shape, weight.cdata<T>(),
                                   bias.cdata<T>(), eps, mean.data(), var.data(), invstd.data(),
-                                  fastnn::cpu::num_threads()};
+                                  fastnn::cpu::num_threads(), relu};
   const bool empty = shape.outer * shape.inner * C == 0;
   T* rm = running_mean.data<T>();
   T* rv = running_var.data<T>();
@@ -85,7 +92,8 @@ void run_bn_forward(const Arg& x, const Arg& y, const Arg& weight, const Arg& bi
 py::tuple batch_norm_forward(py::handle x_obj, py::handle weight_obj, py::handle bias_obj,
                              py::handle running_mean_obj, py::handle running_var_obj,
                              bool training, double momentum, double eps, int channel_axis,
-                             py::handle y_obj, py::handle mean_obj, py::handle invstd_obj) {
+                             const std::string& activation, py::handle y_obj, py::handle mean_obj,
+                             py::handle invstd_obj) {
   const Arg x = ndarray_arg(x_obj, "x");
   const Float ft = float_type(x);
   require_layout(x);
@@ -100,6 +108,7 @@ py::tuple batch_norm_forward(py::handle x_obj, py::handle weight_obj, py::handle
     throw py::value_error(std::string(running_mean.given() ? "running_var" : "running_mean") +
                           " is None but " + (running_mean.given() ? "running_mean" : "running_var") +
                           " is given; pass both running statistics or neither");
+  const bool relu = relu_activation(activation);
   require_positive(eps, "eps");
   require_unit_interval(momentum, "momentum");
   if (training) {
@@ -125,23 +134,23 @@ py::tuple batch_norm_forward(py::handle x_obj, py::handle weight_obj, py::handle
     py::gil_scoped_release release;
     if (ft == Float::f32)
       run_bn_forward<float>(x, y, weight, bias, running_mean, running_var, mean_out, invstd_out,
-                            shape, training, momentum, eps);
+                            shape, training, momentum, eps, relu);
     else
       run_bn_forward<double>(x, y, weight, bias, running_mean, running_var, mean_out, invstd_out,
-                             shape, training, momentum, eps);
+                             shape, training, momentum, eps, relu);
   }
   return py::make_tuple(y.array, mean_out.array, invstd_out.array);
 }
 
 template <class T>
-void run_bn_backward(const Arg& dy, const Arg& x, const Arg& dx, const Arg& weight,
+void run_bn_backward(const Arg& dy, const Arg& x, const Arg& y, const Arg& dx, const Arg& weight,
                      const Arg& mean, const Arg& invstd, const Arg& dweight, const Arg& dbias,
                      fastnn::cpu::BnShape shape, bool training) {
   const int64_t C = shape.channels;
   std::vector<double> dw(C, 0.0), db(C, 0.0);
   fastnn::cpu::BnBackwardArgs<T> a{dy.cdata<T>(), x.cdata<T>(), dx.data<T>(), shape,
                                    weight.cdata<T>(), mean.cdata<T>(), invstd.cdata<T>(),
-                                   dw.data(), db.data(), fastnn::cpu::num_threads()};
+                                   dw.data(), db.data(), fastnn::cpu::num_threads(), y.cdata<T>()};
   if (shape.outer * shape.inner * C > 0)
     (training ? bn_kernels<T>().backward_train : bn_kernels<T>().backward_eval)(a);
   T* dwo = dweight.data<T>();
@@ -154,8 +163,8 @@ void run_bn_backward(const Arg& dy, const Arg& x, const Arg& dx, const Arg& weig
 
 py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle weight_obj,
                               py::handle mean_obj, py::handle invstd_obj, bool training,
-                              int channel_axis, py::handle dx_obj, py::handle dweight_obj,
-                              py::handle dbias_obj) {
+                              int channel_axis, const std::string& activation, py::handle y_obj,
+                              py::handle dx_obj, py::handle dweight_obj, py::handle dbias_obj) {
   const Arg x = ndarray_arg(x_obj, "x");
   const Float ft = float_type(x);
   require_layout(x);
@@ -167,17 +176,26 @@ py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle we
   const Arg mean = ndarray_arg(mean_obj, "mean");
   const Arg invstd = ndarray_arg(invstd_obj, "invstd");
   for (const Arg* a : {&weight, &mean, &invstd}) require_per_channel(*a, x, C);
+  // With the ReLU, y (the forward's output) gives the mask y > 0: exactly the forward's.
+  const bool relu = relu_activation(activation);
+  const Arg y = ndarray_arg(y_obj, "y", true);
+  if (relu && !y.given())
+    throw py::value_error("y (the forward output) is required with activation='relu'");
+  if (!relu && y.given())
+    throw py::value_error("y is only used with activation='relu'; pass y=None");
+  if (y.given()) require_like(y, x, shape_of(x.array));
   const Arg dx = output_arg(dx_obj, "out (dx)", x, shape_of(x.array));
   const Arg dweight = output_arg(dweight_obj, "out (dweight)", x, {C});
   const Arg dbias = output_arg(dbias_obj, "out (dbias)", x, {C});
-  require_no_overlap({&dx, &dweight, &dbias}, {&dy, &x, &weight, &mean, &invstd, &dx, &dweight, &dbias},
-                     {{"out (dx)", "dy"}, {"out (dx)", "x"}});
+  require_no_overlap({&dx, &dweight, &dbias},
+                     {&dy, &x, &y, &weight, &mean, &invstd, &dx, &dweight, &dbias},
+                     {{"out (dx)", "dy"}, {"out (dx)", "x"}, {"out (dx)", "y"}});
   {
     py::gil_scoped_release release;
     if (ft == Float::f32)
-      run_bn_backward<float>(dy, x, dx, weight, mean, invstd, dweight, dbias, shape, training);
+      run_bn_backward<float>(dy, x, y, dx, weight, mean, invstd, dweight, dbias, shape, training);
     else
-      run_bn_backward<double>(dy, x, dx, weight, mean, invstd, dweight, dbias, shape, training);
+      run_bn_backward<double>(dy, x, y, dx, weight, mean, invstd, dweight, dbias, shape, training);
   }
   return py::make_tuple(dx.array, dweight.array, dbias.array);
 }
@@ -187,11 +205,13 @@ py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle we
 void bind_batch_norm(py::module_& m) {
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"),
         py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
-        py::arg("momentum"), py::arg("eps"), py::arg("channel_axis"), py::arg("y"),
+        py::arg("momentum"), py::arg("eps"), py::arg("channel_axis"),
+        py::arg("activation"), py::arg("y"),
         py::arg("mean"), py::arg("invstd"));
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"),
         py::arg("weight"), py::arg("mean"), py::arg("invstd"), py::arg("training"),
-        py::arg("channel_axis"), py::arg("dx"), py::arg("dweight"), py::arg("dbias"));
+        py::arg("channel_axis"), py::arg("activation"), py::arg("y"),
+        py::arg("dx"), py::arg("dweight"), py::arg("dbias"));
 }
 
 }  // namespace bind

@@ -50,4 +50,5 @@ PYBIND11_MODULE(_cpu, m) {
   fastnn::bind::bind_batch_norm(m);
   fastnn::bind::bind_stream(m);
   fastnn::bind::bind_dropout(m);
+  fastnn::bind::bind_channel_activations(m);
 }

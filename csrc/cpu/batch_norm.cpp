@@ -24,6 +24,46 @@ inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 template <class T> inline double weight_at(const T* w, int64_t c) { return w ? double(w[c]) : 1.0; }
 template <class T> inline double bias_at(const T* b, int64_t c) { return b ? double(b[c]) : 0.0; }
 
+// activation='relu' (fastnn/bn_math.h), chosen at compile time: kRelu = false is the
+// plain batch norm, bit for bit.
+template <bool kRelu, class T>
+inline Vec16<T> activate(const Vec16<T>& z) {
+  if (!kRelu) return z;
+  return lanewise<T>([&](int k) { return bn_relu(z.r[k]); });
+}
+template <bool kRelu, class T>
+inline T activate(T z) {
+  return kRelu ? bn_relu(z) : z;
+}
+
+// The gradient the batch norm sees: dy, or with the ReLU dy where the forward's y > 0.
+// y is the mask stream: a.y with the ReLU, else any valid pointer (dy), never read.
+template <bool kRelu, class T>
+inline const T* mask_stream(const BnBackwardArgs<T>& a) {
+  return kRelu ? a.y : a.dy;
+}
+template <bool kRelu, class T>
+inline Vec16<T> masked16(const Vec16<T>& dy, const Vec16<T>& y) {
+  if (!kRelu) return dy;
+  return lanewise<T>([&](int k) { return bn_relu_grad(dy.r[k], y.r[k]); });
+}
+template <bool kRelu, class T>
+inline Vec16<T> grad16(const T* dy, const T* y) {
+  return masked16<kRelu>(load16(dy), kRelu ? load16(y) : Vec16<T>{});
+}
+template <bool kRelu, class T>
+inline Vec16<double> grad16_f64(const T* dy, const T* y) {
+  return masked16<kRelu>(load16_f64(dy), kRelu ? load16_f64(y) : Vec16<double>{});
+}
+template <bool kRelu, class T>
+inline Vec16<double> grad_tail16_f64(const T* dy, const T* y, int64_t n) {
+  return masked16<kRelu>(load_tail16_f64(dy, n), kRelu ? load_tail16_f64(y, n) : Vec16<double>{});
+}
+template <bool kRelu, class T>
+inline T grad1(const T* dy, const T* y) {
+  return kRelu ? bn_relu_grad(*dy, *y) : *dy;
+}
+
 // A task takes whole channels (two passes over a channel back to back, the second
 // from cache) when a channel's streams fit in this many bytes.
 constexpr int64_t kChannelInCacheBytes = int64_t(8) << 20;
@@ -115,9 +155,9 @@ struct BackwardLanes {
   Vec16<double> dy, dy_xc, xc;
 };
 
-template <bool kWriteDx, class T>
-inline void backward_run(const T* dy, const T* x, int64_t len, double m0, BackwardLanes& s,
-                         T* dx, T k) {
+template <bool kWriteDx, bool kRelu, class T>
+inline void backward_run(const T* dy, const T* y, const T* x, int64_t len, double m0,
+                         BackwardLanes& s, T* dx, T k) {
   auto add = [&](const Vec16<double>& g, const Vec16<double>& xc) {
     s.dy += g;
     s.dy_xc += g * xc;
@@ -125,13 +165,14 @@ inline void backward_run(const T* dy, const T* x, int64_t len, double m0, Backwa
   };
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) {
-    add(load16_f64(dy + i), load16_f64(x + i) - m0);
-    if (kWriteDx) store16(dx + i, load16(dy + i) * k);  // after the loads: dx may be dy or x
+    add(grad16_f64<kRelu>(dy + i, y + i), load16_f64(x + i) - m0);
+    if (kWriteDx) store16(dx + i, grad16<kRelu>(dy + i, y + i) * k);  // after the loads: dx may be dy, y or x
   }
   if (i < len) {  // padding lanes: dy = 0 and x - m0 = 0
-    add(load_tail16_f64(dy + i, len - i), first_lanes(load_tail16_f64(x + i, len - i) - m0, len - i));
+    add(grad_tail16_f64<kRelu>(dy + i, y + i, len - i),
+        first_lanes(load_tail16_f64(x + i, len - i) - m0, len - i));
     if (kWriteDx)
-      for (; i < len; ++i) dx[i] = dy[i] * k;
+      for (; i < len; ++i) dx[i] = grad1<kRelu>(dy + i, y + i) * k;
   }
 }
 
@@ -175,26 +216,26 @@ void group_stats(const Planes& g, const T* x, int64_t group, const double* shift
   for (int64_t c = 0; c < g.C; ++c) part[g.piece(group, c, 0)] = reduce_stats_lanes(count, lanes[c]);
 }
 
-template <bool kWriteDx, class T>
+template <bool kWriteDx, bool kRelu, class T>
 BackwardSums piece_backward_sums(const Planes& g, const BnBackwardArgs<T>& a, int64_t t, T k = T(0)) {
   BackwardLanes s = zero_backward_lanes();
   const double m0 = double(a.mean[g.channel(t)]);
   g.for_each_run(t, [&](int64_t o, int64_t len) {
-    backward_run<kWriteDx>(a.dy + o, a.x + o, len, m0, s, a.dx + o, k);
+    backward_run<kWriteDx, kRelu>(a.dy + o, mask_stream<kRelu>(a) + o, a.x + o, len, m0, s, a.dx + o, k);
   });
   return reduce_backward_lanes(s);
 }
 
 // Backward sums of every piece of a group, in memory order (see group_stats); k is
 // the per-channel dx = dy * k of the eval backward.
-template <bool kWriteDx, class T>
+template <bool kWriteDx, bool kRelu, class T>
 void group_backward_sums(const Planes& g, const BnBackwardArgs<T>& a, int64_t group, const T* k,
                          BackwardLanes* lanes, BackwardSums* part) {
   for (int64_t c = 0; c < g.C; ++c) lanes[c] = zero_backward_lanes();
   g.for_group_planes(group, [&](int64_t c, int64_t o) {
     BackwardLanes s = lanes[c];  // in registers for the run
-    backward_run<kWriteDx>(a.dy + o, a.x + o, g.S, double(a.mean[c]), s, a.dx + o,
-                           kWriteDx ? k[c] : T(0));
+    backward_run<kWriteDx, kRelu>(a.dy + o, mask_stream<kRelu>(a) + o, a.x + o, g.S,
+                                  double(a.mean[c]), s, a.dx + o, kWriteDx ? k[c] : T(0));
     lanes[c] = s;
   });
   for (int64_t c = 0; c < g.C; ++c) part[g.piece(group, c, 0)] = reduce_backward_lanes(lanes[c]);
@@ -241,16 +282,16 @@ void parallel_runs(const Planes& g, Planes::Order order, int threads, F f) {
 }
 
 // y = bn_normalize(x) everywhere, with per-channel params.
-template <class T>
+template <bool kRelu, class T>
 void normalize_all(const Planes& g, Planes::Order order, const BnForwardArgs<T>& a,
                    const NormalizeParams<T>* params) {
   parallel_runs(g, order, a.threads, [&](int64_t c, int64_t o, int64_t len) {
     const NormalizeParams<T>& p = params[c];
-    map16(a.x + o, a.y + o, len, [&p](auto v) { return bn_normalize(v, p); });
+    map16(a.x + o, a.y + o, len, [&p](auto v) { return activate<kRelu>(bn_normalize(v, p)); });
   });
 }
 
-template <class T>
+template <bool kRelu, class T>
 void planes_forward_train(const BnForwardArgs<T>& a) {
   const Planes g(a.shape);
   Scratch<double> shift(g.C);  // each channel's first value
@@ -264,7 +305,7 @@ void planes_forward_train(const BnForwardArgs<T>& a) {
       const NormalizeParams<T> p = finish_forward_channel(a, c, shift[c], total);
       g.for_pieces_of_channel_reversed(c, [&](int64_t t) {
         g.for_each_run(t, [&](int64_t o, int64_t len) {
-          map16(a.x + o, a.y + o, len, [&p](auto v) { return bn_normalize(v, p); });
+          map16(a.x + o, a.y + o, len, [&p](auto v) { return activate<kRelu>(bn_normalize(v, p)); });
         });
       });
     });
@@ -283,17 +324,17 @@ void planes_forward_train(const BnForwardArgs<T>& a) {
     g.for_pieces_of_channel(c, [&](int64_t t) { chan_merge(total, part[t]); });
     params[c] = finish_forward_channel(a, c, shift[c], total);
   }
-  normalize_all(g, order, a, params.data);
+  normalize_all<kRelu>(g, order, a, params.data);
 }
 
-template <class T>
+template <bool kRelu, class T>
 void planes_forward_eval(const BnForwardArgs<T>& a) {
   const Planes g(a.shape);
   Scratch<NormalizeParams<T>> params(g.C);
   for (int64_t c = 0; c < g.C; ++c)
     params[c] = normalize_params<T>(a.mean[c], a.invstd[c], weight_at(a.weight, c),
                                     bias_at(a.bias, c));
-  normalize_all(g, g.order(a.threads, sizeof(T), 1) == Planes::kGroupMajor ? Planes::kGroupMajor
+  normalize_all<kRelu>(g, g.order(a.threads, sizeof(T), 1) == Planes::kGroupMajor ? Planes::kGroupMajor
                                                                           : Planes::kPieces,
                 a, params.data);
 }
@@ -312,18 +353,23 @@ void store_eval_backward(const BnBackwardArgs<T>& a, int64_t c, const BackwardSu
   a.dweight[c] = total.sum_dy_xc * double(a.invstd[c]);
 }
 
-template <class T>
+template <bool kRelu, class T>
 void planes_backward_train(const BnBackwardArgs<T>& a) {
   const Planes g(a.shape);
-  const Planes::Order order = g.order(a.threads, sizeof(T), 2);
+  const Planes::Order order = g.order(a.threads, sizeof(T), kRelu ? 3 : 2);
   auto write_dx = [&](int64_t o, int64_t len, const BackwardParams<T>& p) {
-    map16(a.dy + o, a.x + o, a.dx + o, len, [&p](auto dy, auto x) { return bn_backward_dx(dy, x, p); });
+    const T *dy = a.dy + o, *y = mask_stream<kRelu>(a) + o, *x = a.x + o;
+    T* dx = a.dx + o;  // may be dy, y or x: each element is read before it is written
+    int64_t i = 0;
+    for (; i + kLanes <= len; i += kLanes)
+      store16(dx + i, bn_backward_dx(grad16<kRelu>(dy + i, y + i), load16(x + i), p));
+    for (; i < len; ++i) dx[i] = bn_backward_dx(grad1<kRelu>(dy + i, y + i), x[i], p);
   };
 
   if (order == Planes::kWholeChannels) {
     parallel_for(g.C, a.threads, [&](int64_t c) {
       BackwardSums total = {0, 0, 0};
-      g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, piece_backward_sums<false>(g, a, t)); });
+      g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, piece_backward_sums<false, kRelu>(g, a, t)); });
       const BackwardParams<T> p = finish_backward_channel(a, c, g.count(), total);
       g.for_pieces_of_channel_reversed(c, [&](int64_t t) {
         g.for_each_run(t, [&](int64_t o, int64_t len) { write_dx(o, len, p); });
@@ -335,10 +381,10 @@ void planes_backward_train(const BnBackwardArgs<T>& a) {
   all_pieces(
       g, order, a.threads, int64_t(sizeof(BackwardLanes)) * g.C,
       [&](int64_t group, char* scratch) {
-        group_backward_sums<false>(g, a, group, static_cast<const T*>(nullptr),
+        group_backward_sums<false, kRelu>(g, a, group, static_cast<const T*>(nullptr),
                                    reinterpret_cast<BackwardLanes*>(scratch), part.data);
       },
-      [&](int64_t t) { part[t] = piece_backward_sums<false>(g, a, t); });
+      [&](int64_t t) { part[t] = piece_backward_sums<false, kRelu>(g, a, t); });
   Scratch<BackwardParams<T>> params(g.C);
   for (int64_t c = 0; c < g.C; ++c) {
     BackwardSums total = {0, 0, 0};
@@ -350,20 +396,20 @@ void planes_backward_train(const BnBackwardArgs<T>& a) {
 }
 
 // Eval backward in one pass: dx = dy * weight * invstd while summing dy and dy * (x - mean).
-template <class T>
+template <bool kRelu, class T>
 void planes_backward_eval(const BnBackwardArgs<T>& a) {
   const Planes g(a.shape);
   Scratch<T> k(g.C);
   for (int64_t c = 0; c < g.C; ++c) k[c] = T(weight_at(a.weight, c) * double(a.invstd[c]));
   Scratch<BackwardSums> part(g.pieces());
   all_pieces(
-      g, g.order(a.threads, sizeof(T), 2) == Planes::kGroupMajor ? Planes::kGroupMajor : Planes::kPieces,
+      g, g.order(a.threads, sizeof(T), kRelu ? 3 : 2) == Planes::kGroupMajor ? Planes::kGroupMajor : Planes::kPieces,
       a.threads, int64_t(sizeof(BackwardLanes)) * g.C,
       [&](int64_t group, char* scratch) {
-        group_backward_sums<true>(g, a, group, k.data, reinterpret_cast<BackwardLanes*>(scratch),
+        group_backward_sums<true, kRelu>(g, a, group, k.data, reinterpret_cast<BackwardLanes*>(scratch),
                                   part.data);
       },
-      [&](int64_t t) { part[t] = piece_backward_sums<true>(g, a, t, k[g.channel(t)]); });
+      [&](int64_t t) { part[t] = piece_backward_sums<true, kRelu>(g, a, t, k[g.channel(t)]); });
   for (int64_t c = 0; c < g.C; ++c) {
     BackwardSums total = {0, 0, 0};
     g.for_pieces_of_channel(c, [&](int64_t t) { add_sums(total, part[t]); });
@@ -482,7 +528,7 @@ inline void accumulate_slots(double* s1, double* s2, int64_t len, F f) {
 
 // y = bn_normalize(x) with per-channel params, spread into lanes of T so the vectors
 // load them like data.
-template <class T>
+template <bool kRelu, class T>
 void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizeParams<T>* params) {
   Scratch<T> hi(g.lanes), lo(g.lanes), scale(g.lanes), shift(g.lanes);
   g.for_lanes([&](int64_t l, int64_t c) {
@@ -498,14 +544,14 @@ void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizePar
       const T *h = hi.data + l0, *lw = lo.data + l0, *s = scale.data + l0, *b = shift.data + l0;
       int64_t q = 0;
       for (; q + kLanes <= len; q += kLanes)
-        store16(ys + q, ((load16(xs + q) - load16(h + q)) - load16(lw + q)) * load16(s + q) +
-                            load16(b + q));
-      for (; q < len; ++q) ys[q] = ((xs[q] - h[q]) - lw[q]) * s[q] + b[q];
+        store16(ys + q, activate<kRelu>(((load16(xs + q) - load16(h + q)) - load16(lw + q)) *
+                                            load16(s + q) + load16(b + q)));
+      for (; q < len; ++q) ys[q] = activate<kRelu>(((xs[q] - h[q]) - lw[q]) * s[q] + b[q]);
     });
   });
 }
 
-template <class T>
+template <bool kRelu, class T>
 void rows_forward_train(const BnForwardArgs<T>& a) {
   const Rows g(a.shape);
   const int64_t C = g.C;
@@ -539,22 +585,22 @@ void rows_forward_train(const BnForwardArgs<T>& a) {
   }
   Scratch<NormalizeParams<T>> params(C);
   for (int64_t c = 0; c < C; ++c) params[c] = finish_forward_channel(a, c, shift[c], total[c]);
-  rows_normalize(g, a, params.data);
+  rows_normalize<kRelu>(g, a, params.data);
 }
 
-template <class T>
+template <bool kRelu, class T>
 void rows_forward_eval(const BnForwardArgs<T>& a) {
   const Rows g(a.shape);
   Scratch<NormalizeParams<T>> params(g.C);
   for (int64_t c = 0; c < g.C; ++c)
     params[c] = normalize_params<T>(a.mean[c], a.invstd[c], weight_at(a.weight, c),
                                     bias_at(a.bias, c));
-  rows_normalize(g, a, params.data);
+  rows_normalize<kRelu>(g, a, params.data);
 }
 
 // Per-item sums for the backward: sum(dy), sum(dy * (x - m0)) and, in training,
 // sum(x - m0); in eval also writes dx = dy * k (k per lane).
-template <class T, bool kEval>
+template <class T, bool kEval, bool kRelu>
 void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double* m0,
                         const T* k, BackwardSums* part) {
   parallel_for(g.items(), a.threads, [&](int64_t item) {
@@ -563,25 +609,25 @@ void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double*
     memset(s_dyx, 0, sizeof(double) * g.width);
     memset(s_x, 0, sizeof(double) * g.width);
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
-      const T *dys = a.dy + o, *xs = a.x + o;
+      const T *dys = a.dy + o, *ys = mask_stream<kRelu>(a) + o, *xs = a.x + o;
       const double* m = m0 + l0;
       int64_t q = 0;
       for (; q + kLanes <= len; q += kLanes) {
-        const Vec16<double> gv = load16_f64(dys + q);
+        const Vec16<double> gv = grad16_f64<kRelu>(dys + q, ys + q);
         const Vec16<double> xc = load16_f64(xs + q) - load16(m + q);
         store16(s_dy + q, load16(s_dy + q) + gv);
         store16(s_dyx + q, load16(s_dyx + q) + gv * xc);
         if (kEval)
-          store16(a.dx + o + q, load16(dys + q) * load16(k + l0 + q));
+          store16(a.dx + o + q, grad16<kRelu>(dys + q, ys + q) * load16(k + l0 + q));
         else
           store16(s_x + q, load16(s_x + q) + xc);
       }
       for (; q < len; ++q) {
-        const double gv = dys[q], xc = double(xs[q]) - m[q];
+        const double gv = grad1<kRelu>(dys + q, ys + q), xc = double(xs[q]) - m[q];
         s_dy[q] += gv;
         s_dyx[q] += gv * xc;
         if (kEval)
-          a.dx[o + q] = dys[q] * k[l0 + q];
+          a.dx[o + q] = grad1<kRelu>(dys + q, ys + q) * k[l0 + q];
         else
           s_x[q] += xc;
       }
@@ -595,14 +641,14 @@ void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double*
   });
 }
 
-template <class T>
+template <bool kRelu, class T>
 void rows_backward_train(const BnBackwardArgs<T>& a) {
   const Rows g(a.shape);
   const int64_t C = g.C;
   Scratch<double> m0(g.lanes);
   g.fill_lanes(m0.data, [&](int64_t c) { return double(a.mean[c]); });
   Scratch<BackwardSums> part(g.blocks * C);
-  rows_backward_sums<T, false>(g, a, m0.data, nullptr, part.data);
+  rows_backward_sums<T, false, kRelu>(g, a, m0.data, nullptr, part.data);
 
   Scratch<BackwardParams<T>> params(C);
   for (int64_t c = 0; c < C; ++c)
@@ -617,21 +663,21 @@ void rows_backward_train(const BnBackwardArgs<T>& a) {
   });
   parallel_for(g.items(), a.threads, [&](int64_t item) {
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
-      const T *dys = a.dy + o, *xs = a.x + o;
+      const T *dys = a.dy + o, *ys = mask_stream<kRelu>(a) + o, *xs = a.x + o;
       T* dxs = a.dx + o;
       const T *h = hi.data + l0, *lw = lo.data + l0, *k1 = c_dy.data + l0,
               *k2 = c_xc.data + l0, *k3 = c_0.data + l0;
       int64_t q = 0;
       for (; q + kLanes <= len; q += kLanes)
-        store16(dxs + q, (load16(k1 + q) * load16(dys + q) +
+        store16(dxs + q, (load16(k1 + q) * grad16<kRelu>(dys + q, ys + q) +
                           load16(k2 + q) * ((load16(xs + q) - load16(h + q)) - load16(lw + q))) +
                              load16(k3 + q));
-      for (; q < len; ++q) dxs[q] = (k1[q] * dys[q] + k2[q] * ((xs[q] - h[q]) - lw[q])) + k3[q];
+      for (; q < len; ++q) dxs[q] = (k1[q] * grad1<kRelu>(dys + q, ys + q) + k2[q] * ((xs[q] - h[q]) - lw[q])) + k3[q];
     });
   });
 }
 
-template <class T>
+template <bool kRelu, class T>
 void rows_backward_eval(const BnBackwardArgs<T>& a) {
   const Rows g(a.shape);
   const int64_t C = g.C;
@@ -640,23 +686,35 @@ void rows_backward_eval(const BnBackwardArgs<T>& a) {
   Scratch<T> k(g.lanes);
   g.fill_lanes(k.data, [&](int64_t c) { return T(weight_at(a.weight, c) * double(a.invstd[c])); });
   Scratch<BackwardSums> part(g.blocks * C);
-  rows_backward_sums<T, true>(g, a, m0.data, k.data, part.data);
+  rows_backward_sums<T, true, kRelu>(g, a, m0.data, k.data, part.data);
   for (int64_t c = 0; c < C; ++c) store_eval_backward(a, c, g.channel_total(part.data, c));
 }
 
 // ---------------------------------------------------------------------- entry points
 
+template <bool kRelu, class T> void forward_train(const BnForwardArgs<T>& a) {
+  a.shape.inner == 1 ? rows_forward_train<kRelu>(a) : planes_forward_train<kRelu>(a);
+}
+template <bool kRelu, class T> void forward_eval(const BnForwardArgs<T>& a) {
+  a.shape.inner == 1 ? rows_forward_eval<kRelu>(a) : planes_forward_eval<kRelu>(a);
+}
+template <bool kRelu, class T> void backward_train(const BnBackwardArgs<T>& a) {
+  a.shape.inner == 1 ? rows_backward_train<kRelu>(a) : planes_backward_train<kRelu>(a);
+}
+template <bool kRelu, class T> void backward_eval(const BnBackwardArgs<T>& a) {
+  a.shape.inner == 1 ? rows_backward_eval<kRelu>(a) : planes_backward_eval<kRelu>(a);
+}
 template <class T> void forward_train(const BnForwardArgs<T>& a) {
-  a.shape.inner == 1 ? rows_forward_train(a) : planes_forward_train(a);
+  a.relu ? forward_train<true>(a) : forward_train<false>(a);
 }
 template <class T> void forward_eval(const BnForwardArgs<T>& a) {
-  a.shape.inner == 1 ? rows_forward_eval(a) : planes_forward_eval(a);
+  a.relu ? forward_eval<true>(a) : forward_eval<false>(a);
 }
 template <class T> void backward_train(const BnBackwardArgs<T>& a) {
-  a.shape.inner == 1 ? rows_backward_train(a) : planes_backward_train(a);
+  a.y ? backward_train<true>(a) : backward_train<false>(a);
 }
 template <class T> void backward_eval(const BnBackwardArgs<T>& a) {
-  a.shape.inner == 1 ? rows_backward_eval(a) : planes_backward_eval(a);
+  a.y ? backward_eval<true>(a) : backward_eval<false>(a);
 }
 
 template <class T> BatchNormKernels<T> batch_norm_kernels() {

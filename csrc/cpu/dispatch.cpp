@@ -17,7 +17,9 @@ namespace cpu {
 #define FASTNN_FOR_EACH_FAMILY(X) \
   X(batch_norm)                   \
   X(stream)                       \
-  X(dropout)
+  X(dropout)                      \
+  X(channel_activations)          \
+  /* (each line ends in a backslash) */
 
 #define FASTNN_DECLARE_FILL(family) void fill_##family(KernelTable& table);
 #define FASTNN_CALL_FILL(family) fill_##family(table);

@@ -26,6 +26,7 @@ struct BnForwardArgs {
   double* var;             // (C,) training: out, biased batch variance; unused in eval
   const double* invstd;    // (C,) eval: in; unused in training
   int threads;
+  bool relu;               // activation='relu': y = max(normalized, 0)
 };
 
 template <class T>
@@ -40,6 +41,7 @@ struct BnBackwardArgs {
   double* dweight;         // (C,) out: sum(dy * xhat)
   double* dbias;           // (C,) out: sum(dy)
   int threads;
+  const T* y;              // activation='relu': the forward's y (dy counts where y > 0), else null
 };
 
 template <class T>
@@ -48,6 +50,36 @@ struct BatchNormKernels {
   void (*forward_eval)(const BnForwardArgs<T>&);
   void (*backward_train)(const BnBackwardArgs<T>&);
   void (*backward_eval)(const BnBackwardArgs<T>&);
+};
+
+// PReLU and Maxout: x viewed as (outer, channels, inner) like BnShape.
+template <class T>
+struct PreluArgs {
+  const T* dy;             // backward only
+  const T* x;
+  T* out;                  // y (forward) or dx (backward); may be x or dy
+  BnShape shape;           // a (1,) weight: (1, 1, n)
+  const T* weight;         // (channels,)
+  double* dweight;         // backward: (channels,) out, sum(dy * x) over x <= 0
+  int threads;
+};
+
+template <class T>
+struct MaxoutArgs {
+  const T* dy;             // backward only: (outer, channels / pieces, inner)
+  const T* x;              // (outer, channels, inner)
+  T* out;                  // y (outer, channels / pieces, inner), or dx like x (may be x)
+  BnShape shape;           // of x
+  int64_t pieces;
+  int threads;
+};
+
+template <class T>
+struct ChannelActivationKernels {
+  void (*prelu_forward)(const PreluArgs<T>&);
+  void (*prelu_backward)(const PreluArgs<T>&);
+  void (*maxout_forward)(const MaxoutArgs<T>&);
+  void (*maxout_backward)(const MaxoutArgs<T>&);
 };
 
 // Streaming loops that measure the memory floor for benchmarks.
@@ -89,6 +121,8 @@ struct KernelTable {
   BatchNormKernels<double> bn_f64;
   StreamKernels stream;
   DropoutKernels dropout;
+  ChannelActivationKernels<float> chact_f32;
+  ChannelActivationKernels<double> chact_f64;
 };
 
 }  // namespace cpu

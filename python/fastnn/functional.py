@@ -13,7 +13,8 @@ from collections import namedtuple
 from . import _backend
 from . import random as _random
 
-__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward"]
+__all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward",
+           "prelu", "prelu_backward", "maxout", "maxout_backward"]
 
 BatchNormOutput = namedtuple("BatchNormOutput", ["y", "mean", "invstd"])
 BatchNormOutput.__doc__ = "Result of batch_norm_forward: y, and the per-channel mean and invstd it used."
@@ -45,8 +46,17 @@ def _axis(channel_axis):
     return int(channel_axis)
 
 
+def _activation(activation):
+    """None | 'relu' -> the native argument ('' or 'relu')."""
+    if activation is None:
+        return ""
+    if isinstance(activation, str) and activation == "relu":
+        return "relu"
+    raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+
+
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=True,
-                       momentum=0.1, eps=1e-5, channel_axis=1, out=None):
+                       momentum=0.1, eps=1e-5, channel_axis=1, activation=None, out=None):
     """Batch normalization (Ioffe & Szegedy 2015), forward.
 
     x: (N, C, *spatial) with channel_axis=1, or (N, *spatial, C) with channel_axis=-1.
@@ -61,6 +71,10 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
     dtype; pass them to batch_norm_backward. y = (x - mean) * invstd * weight + bias,
     computed as ((x - mean) * s + bias) from the float64 mean, so |mean| >> std
     loses nothing.
+
+    activation='relu' fuses a ReLU into the same pass: y = max(that, 0) (+0 for
+    values <= 0, NaN stays NaN), bitwise what the two steps give. mean and invstd are
+    the batch norm's as before; keep y for batch_norm_backward(..., activation='relu').
     """
     y, mean, invstd = _outs(out, ("y", "mean", "invstd"))
     backend = _backend.select("batch_norm_forward", x=x, weight=weight, bias=bias,
@@ -68,10 +82,12 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
                               y=y, mean=mean, invstd=invstd)
     return BatchNormOutput(*backend.batch_norm_forward(
         x, weight, bias, running_mean, running_var, bool(training),
-        _float(momentum, "momentum"), _float(eps, "eps"), _axis(channel_axis), y, mean, invstd))
+        _float(momentum, "momentum"), _float(eps, "eps"), _axis(channel_axis),
+        _activation(activation), y, mean, invstd))
 
 
-def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1, out=None):
+def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1,
+                        activation=None, y=None, out=None):
     """Batch normalization, backward: returns (dx, dweight, dbias).
 
     dy, x: like the forward's x (x is the forward input). weight: (C,) or None (ones).
@@ -80,13 +96,17 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     dx = dy * weight * invstd. dweight = sum(dy * xhat) and dbias = sum(dy) are always
     returned. In training, mean only has to be close: the batch mean is refined from x
     in the same pass, so a float32 mean's lost low bits cost nothing.
-    out: dx alone, or (dx, dweight, dbias); dx may be dy or x (in place).
+    activation='relu': the backward of batch_norm_forward(..., activation='relu');
+    y (required) is that forward's output, and dy only counts where y > 0, exactly the
+    forward's mask (the same as batch_norm_backward(dy * (y > 0), x, ...), bitwise).
+    out: dx alone, or (dx, dweight, dbias); dx may be dy, x or y (in place).
     """
     dx, dweight, dbias = _outs(out, ("dx", "dweight", "dbias"))
     backend = _backend.select("batch_norm_backward", x=x, dy=dy, weight=weight, mean=mean,
-                              invstd=invstd, dx=dx, dweight=dweight, dbias=dbias)
+                              invstd=invstd, y=y, dx=dx, dweight=dweight, dbias=dbias)
     return backend.batch_norm_backward(dy, x, weight, mean, invstd, bool(training),
-                                       _axis(channel_axis), dx, dweight, dbias)
+                                       _axis(channel_axis), _activation(activation), y,
+                                       dx, dweight, dbias)
 
 
 # ------------------------------------------------------------------------- dropout
@@ -171,3 +191,53 @@ def dropout_mask(n, p, *, seed, offset=0, out=None):
     seed, offset = _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
     backend = _backend.select("dropout_mask", mask=out)
     return backend.dropout_mask(int(n), p, seed, offset, out)
+
+
+def _pieces(pieces):
+    if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral):
+        raise TypeError(f"pieces must be an int, got {type(pieces).__name__}")
+    return int(pieces)
+
+
+def prelu(x, weight, channel_axis=1, out=None):
+    """PReLU (He et al. 2015): y = x if x > 0 else weight * x.
+
+    weight: (1,) (one slope for every element, any shape of x, 1-D included) or (C,)
+    along channel_axis (1: (N, C, ...), -1: (..., C)). out may be x (in place).
+    """
+    backend = _backend.select("prelu", x=x, weight=weight, y=out)
+    return backend.prelu(x, weight, _axis(channel_axis), out)
+
+
+def prelu_backward(dy, x, weight, channel_axis=1, out=None):
+    """PReLU backward: returns (dx, dweight).
+
+    dx = dy if x > 0 else weight * dy; dweight (weight's shape) = the sum of x * dy over
+    x <= 0 and every axis but the channel's, accumulated in float64 in a fixed order
+    (bitwise the same for any thread count). out: dx alone, or (dx, dweight); dx may be
+    dy or x (in place).
+    """
+    dx, dweight = _outs(out, ("dx", "dweight"))
+    backend = _backend.select("prelu_backward", x=x, dy=dy, weight=weight, dx=dx, dweight=dweight)
+    return backend.prelu_backward(dy, x, weight, _axis(channel_axis), dx, dweight)
+
+
+def maxout(x, pieces, channel_axis=1, out=None):
+    """Maxout (Goodfellow et al. 2013): the maximum over groups of `pieces` consecutive
+    channels; C must be divisible by pieces, the result has C // pieces channels.
+
+    A NaN in a group makes its output NaN (as torch.max does). out can't be x.
+    """
+    backend = _backend.select("maxout", x=x, y=out)
+    return backend.maxout(x, _pieces(pieces), _axis(channel_axis), out)
+
+
+def maxout_backward(dy, x, pieces, channel_axis=1, out=None):
+    """Maxout backward: dx (x's shape) is dy at each group's winner and 0 elsewhere.
+
+    The winner is the first NaN of the group if it has one, else the first piece equal
+    to the maximum (ties go to the lowest index). dy has the forward output's shape.
+    out may be x (in place).
+    """
+    backend = _backend.select("maxout_backward", x=x, dy=dy, dx=out)
+    return backend.maxout_backward(dy, x, _pieces(pieces), _axis(channel_axis), out)
