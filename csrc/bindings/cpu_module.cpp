@@ -49,4 +49,5 @@ PYBIND11_MODULE(_cpu, m) {
 
   fastnn::bind::bind_batch_norm(m);
   fastnn::bind::bind_stream(m);
+  fastnn::bind::bind_activations(m);
 }

@@ -8,6 +8,7 @@ namespace bind {
 
 void bind_batch_norm(pybind11::module_& m);
 void bind_stream(pybind11::module_& m);
+void bind_activations(pybind11::module_& m);
 
 }  // namespace bind
 }  // namespace fastnn

@@ -16,7 +16,8 @@ namespace cpu {
 // once per instruction set.
 #define FASTNN_FOR_EACH_FAMILY(X) \
   X(batch_norm)                   \
-  X(stream)
+  X(stream)                       \
+  X(activations)
 
 #define FASTNN_DECLARE_FILL(family) void fill_##family(KernelTable& table);
 #define FASTNN_CALL_FILL(family) fill_##family(table);
