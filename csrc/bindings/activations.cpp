@@ -147,7 +147,7 @@ py::tuple softmax_cross_entropy(py::handle logits_obj, py::handle labels_obj, py
   const int label_bytes = check_labels(labels, rows, classes);
   const Arg loss = output_arg(loss_obj, "out (loss)", logits, {});
   const Arg probs = output_arg(probs_obj, "out (probs)", logits, shape_of(logits.array));
-  require_no_overlap({&loss, &probs}, {&logits, &labels, &loss, &probs});
+  require_no_overlap({&loss, &probs}, {&logits, &labels, &loss, &probs}, {{"out (probs)", "logits"}});
   const bool f32 = float_type(logits) == Float::f32;
   double mean = NAN;  // no rows: the mean of nothing
   {

@@ -16,6 +16,14 @@
 
 #include "fastnn/config.h"
 
+// Forced inline on the CPU: a Vec16 returned from a call that isn't inlined goes
+// through memory, which costs more than the math.
+#if defined(__CUDACC__) || !defined(__GNUC__)
+#define FASTNN_VM FASTNN_HD
+#else
+#define FASTNN_VM inline __attribute__((always_inline))
+#endif
+
 FASTNN_NAMESPACE_BEGIN
 
 // The lane type of V: T for Vec16<T> (any one-parameter vector template), else V.
@@ -77,6 +85,7 @@ template <> struct Fmt<float> {
   static constexpr float kLn2Lo = -2.12194440e-4f;
   static constexpr float kExpLo = -104.0f, kExpHi = 89.0f;  // exp is 0 / inf beyond
   static constexpr float kExpm1Lo = -30.0f;                 // expm1 is -1 below
+  static constexpr float kNormalExpLo = -87.33f;            // exp is below the smallest normal
   static constexpr float kTiny = 0x1p-25f;                  // expm1(x) = x below
   static constexpr U kInf = 0x7f800000u;
   static constexpr float kScale = 64.0f;  // 2^k = 2^(k -+ 64) * 2^(+-64)
@@ -93,6 +102,7 @@ template <> struct Fmt<double> {
   static constexpr double kLn2Lo = 1.90821492927058770002e-10;
   static constexpr double kExpLo = -746.0, kExpHi = 710.0;
   static constexpr double kExpm1Lo = -40.0;
+  static constexpr double kNormalExpLo = -708.39;
   static constexpr double kTiny = 0x1p-54;
   static constexpr U kInf = 0x7ff0000000000000ull;
   static constexpr double kScale = 512.0;
@@ -101,23 +111,23 @@ template <> struct Fmt<double> {
 
 // c0 + x * (c1 + x * (c2 + ...)), coefficients rounded to the lane type.
 template <class T, class V>
-FASTNN_HD V poly(const V& x, double c0, double c1) {
+FASTNN_VM V poly(const V& x, double c0, double c1) {
   return x * T(c1) + T(c0);
 }
 template <class T, class V, class... C>
-FASTNN_HD V poly(const V& x, double c0, double c1, C... rest) {
+FASTNN_VM V poly(const V& x, double c0, double c1, C... rest) {
   return poly<T>(x, c1, rest...) * x + T(c0);
 }
 
-template <class V> FASTNN_HD V vmin(const V& a, typename Lane<V>::type b) { return vselect(a > b, b, a); }  // NaN stays
-template <class V> FASTNN_HD V vmax(const V& a, typename Lane<V>::type b) { return vselect(a < b, b, a); }  // NaN stays
+template <class V> FASTNN_VM V vmin(const V& a, typename Lane<V>::type b) { return vselect(a > b, b, a); }  // NaN stays
+template <class V> FASTNN_VM V vmax(const V& a, typename Lane<V>::type b) { return vselect(a < b, b, a); }  // NaN stays
 
-template <class V> FASTNN_HD V vabs(const V& x) {
+template <class V> FASTNN_VM V vabs(const V& x) {
   typedef typename Lane<V>::type T;
   return from_bits(bits_of(x) & typename Fmt<T>::U(~Fmt<T>::kSign));
 }
 // |mag| with the sign of s.
-template <class V> FASTNN_HD V copysign_of(const V& mag, const V& s) {
+template <class V> FASTNN_VM V copysign_of(const V& mag, const V& s) {
   typedef typename Lane<V>::type T;
   return from_bits((bits_of(mag) & typename Fmt<T>::U(~Fmt<T>::kSign)) |
                    (bits_of(s) & typename Fmt<T>::U(Fmt<T>::kSign)));
@@ -125,7 +135,7 @@ template <class V> FASTNN_HD V copysign_of(const V& mag, const V& s) {
 
 // 2^(k - (t - kRound)) ... : 2^j for j = (t - kRound), t = j + kRound an integer-valued
 // lane in the normal exponent range: the exponent field built from t's bits.
-template <class V> FASTNN_HD V pow2_from_rounded(const V& t) {
+template <class V> FASTNN_VM V pow2_from_rounded(const V& t) {
   typedef typename Lane<V>::type T;
   typedef typename Fmt<T>::U U;
   const U round_bits = bits_of(Fmt<T>::kRound);
@@ -133,7 +143,7 @@ template <class V> FASTNN_HD V pow2_from_rounded(const V& t) {
 }
 
 // expm1 on the reduced range |r| <= ln2/2 (Taylor: 7 terms float32, 13 float64).
-template <class V> FASTNN_HD V expm1_reduced(const V& r) {
+template <class V> FASTNN_VM V expm1_reduced(const V& r) {
   typedef typename Lane<V>::type T;
   V q;
   if (sizeof(T) == 4)
@@ -146,7 +156,7 @@ template <class V> FASTNN_HD V expm1_reduced(const V& r) {
 }
 
 // x = k ln2 + r: t = k + kRound (integer-valued), r (|r| <= ln2/2 + rounding).
-template <class V> FASTNN_HD void exp_reduce(const V& x, V& t, V& k, V& r) {
+template <class V> FASTNN_VM void exp_reduce(const V& x, V& t, V& k, V& r) {
   typedef typename Lane<V>::type T;
   t = x * T(1.4426950408889634) + Fmt<T>::kRound;
   k = t - Fmt<T>::kRound;
@@ -155,14 +165,14 @@ template <class V> FASTNN_HD void exp_reduce(const V& x, V& t, V& k, V& r) {
 
 // (1 + p) * 2^k, with 2^k split in two so that results down to the smallest denormal
 // and up to the overflow threshold come out of one final rounding.
-template <class V> FASTNN_HD V scale_exp(const V& p, const V& t, const V& k) {
+template <class V> FASTNN_VM V scale_exp(const V& p, const V& t, const V& k) {
   typedef typename Lane<V>::type T;
   const V c = vselect(k < T(0), -Fmt<T>::kScale, Fmt<T>::kScale);
   const V pc = vselect(k < T(0), Fmt<T>::kSmall, Fmt<T>::kBig);
   return ((p + T(1)) * pow2_from_rounded(t - c)) * pc;
 }
 
-template <class V> FASTNN_HD V vexp(V x) {
+template <class V> FASTNN_VM V vexp(V x) {
   typedef typename Lane<V>::type T;
   x = vmax(vmin(x, Fmt<T>::kExpHi), Fmt<T>::kExpLo);
   V t, k, r;
@@ -170,21 +180,41 @@ template <class V> FASTNN_HD V vexp(V x) {
   return scale_exp(expm1_reduced(r), t, k);
 }
 
+// exp(x) for x <= 0 (or NaN), as the kernels need it: one scaling (2^k stays normal),
+// results below the smallest normal flushed to 0. Cheaper than vexp.
+template <class V> FASTNN_VM V vexp_nonpos(const V& x) {
+  typedef typename Lane<V>::type T;
+  V t, k, r;
+  exp_reduce(x, t, k, r);
+  const V y = (expm1_reduced(r) + T(1)) * pow2_from_rounded(t);
+  return vselect(x < Fmt<T>::kNormalExpLo, T(0), y);
+}
+
+// expm1(x) for x <= 0 (or NaN): 2^k expm1(r) + (2^k - 1), 2^k normal.
+template <class V> FASTNN_VM V vexpm1_nonpos(const V& x) {
+  typedef typename Lane<V>::type T;
+  V t, k, r;
+  exp_reduce(vmax(x, Fmt<T>::kExpm1Lo), t, k, r);
+  const V scale = pow2_from_rounded(t);
+  return expm1_reduced(r) * scale + (scale - T(1));
+}
+
 // exp(-s * x^2) for s = 1 or 1/2, with x^2 carried in two parts (x = xh + xl, xh of
 // half the mantissa so xh^2 is exact): a rounded x^2 would cost |x^2| ulps. |x| <= 40.
-template <class V> FASTNN_HD V exp_neg_sq(const V& x, typename Lane<V>::type s) {
+template <class V> FASTNN_VM V exp_neg_sq(const V& x, typename Lane<V>::type s) {
   typedef typename Lane<V>::type T;
   const V xh = from_bits(bits_of(x) & Fmt<T>::kHighHalf);
   const V xl = x - xh;
   const V hi = (xh * xh) * (-s);
   const V lo = (xl * (x + xh)) * (-s);
   V t, k, r;
-  exp_reduce(vmax(hi, Fmt<T>::kExpLo), t, k, r);
-  return scale_exp(expm1_reduced(r + lo), t, k);
+  exp_reduce(hi, t, k, r);
+  const V y = (expm1_reduced(r + lo) + T(1)) * pow2_from_rounded(t);
+  return vselect(hi < Fmt<T>::kNormalExpLo, T(0), y);
 }
 
 // expm1(x) = 2^k * (expm1(r) + 1 - 2^-k); 1 - 2^-k is exact while it matters.
-template <class V> FASTNN_HD V vexpm1(const V& x) {
+template <class V> FASTNN_VM V vexpm1(const V& x) {
   typedef typename Lane<V>::type T;
   const V xc = vmax(vmin(x, Fmt<T>::kExpHi), Fmt<T>::kExpm1Lo);
   V t, k, r;
@@ -196,8 +226,9 @@ template <class V> FASTNN_HD V vexpm1(const V& x) {
 }
 
 // log1p(x) = log(u) + (x - (u - 1)) / u for u = 1 + x rounded; log(u) = e ln2 + log(m),
-// m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(f / (2 + f)) with f = m - 1.
-template <class V> FASTNN_HD V vlog1p(const V& x) {
+// m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(f / (2 + f)) with f = m - 1. For finite
+// x > -1 (and NaN); vlog1p adds the special cases.
+template <class V> FASTNN_VM V log1p_finite(const V& x) {
   typedef typename Lane<V>::type T;
   typedef typename Fmt<T>::U U;
   const V u = x + T(1);
@@ -218,24 +249,28 @@ template <class V> FASTNN_HD V vlog1p(const V& x) {
                 2.0 / 19, 2.0 / 21, 2.0 / 23);
   const V log_m = s * T(2) + (s * z) * q;
   const V c = (x - (u - T(1))) / u;
-  const V y = (log_m + (c + e * Fmt<T>::kLn2Lo)) + e * Fmt<T>::kLn2Hi;
+  return (log_m + (c + e * Fmt<T>::kLn2Lo)) + e * Fmt<T>::kLn2Hi;
+}
+
+template <class V> FASTNN_VM V vlog1p(const V& x) {
+  typedef typename Lane<V>::type T;
   const T inf = from_bits(Fmt<T>::kInf);
-  V out = vselect(x == inf, x, vselect(vabs(x) < Fmt<T>::kTiny, x, y));
+  V out = vselect(x == inf, x, vselect(vabs(x) < Fmt<T>::kTiny, x, log1p_finite(x)));
   out = vselect(x == T(-1), -inf, out);
   return vselect(x < T(-1), inf - inf, out);
 }
 
 // tanh(|x|) = -expm1(-2|x|) / (2 + expm1(-2|x|)), sign restored.
-template <class V> FASTNN_HD V vtanh(const V& x) {
+template <class V> FASTNN_VM V vtanh(const V& x) {
   typedef typename Lane<V>::type T;
-  const V em = vexpm1(vabs(x) * T(-2));
+  const V em = vexpm1_nonpos(vabs(x) * T(-2));
   return copysign_of((T(0) - em) / (em + T(2)), x);
 }
 
 // The standard normal tail Phi(-u) = exp(-u^2/2) * (1 - z) * M(z) for u >= sqrt(2),
 // z = (u - 3) / (u + 3), M fitted (least squares on Chebyshev nodes; relative error
 // 3e-8 float32, 5e-17 float64). e = exp(-u^2/2), u <= 40.
-template <class V> FASTNN_HD V normal_tail(const V& u, const V& e) {
+template <class V> FASTNN_VM V normal_tail(const V& u, const V& e) {
   typedef typename Lane<V>::type T;
   const V q = T(1) / (u + T(3));
   const V z = (u - T(3)) * q;
@@ -258,7 +293,7 @@ template <class V> FASTNN_HD V normal_tail(const V& u, const V& e) {
 
 // erf(a) / a as a polynomial in s = a^2, for |a| <= 1 (fitted like M: relative error
 // 7e-8 float32, 2e-17 float64).
-template <class V> FASTNN_HD V erf_small(const V& s) {
+template <class V> FASTNN_VM V erf_small(const V& s) {
   typedef typename Lane<V>::type T;
   if (sizeof(T) == 4)
     return poly<T>(s, 1.1283791656893225, -0.3761262556739925, 0.11283582247992896,
@@ -271,7 +306,7 @@ template <class V> FASTNN_HD V erf_small(const V& s) {
 }
 
 // erf(x): x * P(x^2) for |x| < 1, else sign * (1 - erfc(|x|)), erfc(a) = 2 Phi(-a sqrt2).
-template <class V> FASTNN_HD V verf(const V& x) {
+template <class V> FASTNN_VM V verf(const V& x) {
   typedef typename Lane<V>::type T;
   const V a = vmin(vabs(x), T(40));
   const V tail = normal_tail(a * T(1.4142135623730951), exp_neg_sq(a, T(1))) * T(2);
@@ -281,7 +316,7 @@ template <class V> FASTNN_HD V verf(const V& x) {
 
 // Phi(x), the standard normal CDF, and e = exp(-x^2/2) (for phi(x) = e / sqrt(2 pi)).
 // Relative accuracy also in the left tail, where 1 + erf would cancel.
-template <class V> FASTNN_HD V normal_cdf(const V& x, V& e) {
+template <class V> FASTNN_VM V normal_cdf(const V& x, V& e) {
   typedef typename Lane<V>::type T;
   const V u = vmin(vabs(x), T(40));
   e = exp_neg_sq(u, T(0.5));
@@ -291,13 +326,27 @@ template <class V> FASTNN_HD V normal_cdf(const V& x, V& e) {
 }
 
 // sigma(x) and sigma(-x) from e = exp(-|x|) <= 1: no overflow, no cancellation.
-template <class V> FASTNN_HD void sigmoid_pair(const V& x, V& s_pos, V& s_neg) {
+template <class V> FASTNN_VM void sigmoid_pair(const V& x, V& s_pos, V& s_neg) {
   typedef typename Lane<V>::type T;
-  const V e = vexp(T(0) - vabs(x));
+  const V e = vexp_nonpos(T(0) - vabs(x));
   const V d = T(1) / (e + T(1));  // sigma(|x|)
   const V ed = e * d;             // sigma(-|x|)
   s_pos = vselect(x < T(0), ed, d);
   s_neg = vselect(x < T(0), d, ed);
+}
+
+// A derivative f' near its root x0 = x0_hi + x0_lo, as d * (c0 + d * (c1 + ...)) with
+// d = (x - x0_hi) - x0_lo (the subtraction is exact there) and c the Taylor
+// coefficients f^(n+2)(x0) / (n+1)!: relative accuracy where Phi(x) + x phi(x) and the
+// like cancel. Used for |x - x0| < 0.03 (float32) or 1e-3 (float64).
+template <class V>
+FASTNN_VM V near_root(const V& x, const V& away, double x0, double x0_lo, double c0, double c1,
+                      double c2, double c3, double c4) {
+  typedef typename Lane<V>::type T;
+  const T hi = T(x0), lo = T((x0 - double(hi)) + x0_lo);
+  const V d = (x - hi) - lo;
+  const V near = d * poly<T>(d, c0, c1, c2, c3, c4);
+  return vselect(vabs(d) < T(sizeof(T) == 4 ? 0.03 : 1e-3), near, away);
 }
 
 // ------------------------------------------------------------------ activations
@@ -305,11 +354,11 @@ template <class V> FASTNN_HD void sigmoid_pair(const V& x, V& s_pos, V& s_neg) {
 // The limits at +-inf are the mathematical ones; NaN gives NaN.
 
 struct Relu {
-  template <class V> FASTNN_HD V forward(const V& x) const {
+  template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
     return vselect(x < T(0), T(0), x);
   }
-  template <class V> FASTNN_HD V grad(const V& x) const {
+  template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     return vselect(x > T(0), T(1), vselect(x <= T(0), T(0), x));
   }
@@ -317,8 +366,8 @@ struct Relu {
 
 template <class T> struct LeakyRelu {
   T slope;
-  template <class V> FASTNN_HD V forward(const V& x) const { return vselect(x > T(0), x, x * slope); }
-  template <class V> FASTNN_HD V grad(const V& x) const {
+  template <class V> FASTNN_VM V forward(const V& x) const { return vselect(x > T(0), x, x * slope); }
+  template <class V> FASTNN_VM V grad(const V& x) const {
     return vselect(x > T(0), T(1), vselect(x <= T(0), slope, x));
   }
 };
@@ -326,60 +375,66 @@ template <class T> struct LeakyRelu {
 // ELU and SELU: scale * (x > 0 ? x : alpha * expm1(x)); f' = scale * alpha * exp(x) below 0.
 template <class T> struct Elu {
   T alpha, scale, alpha_scale;
-  template <class V> FASTNN_HD V forward(const V& x) const {
-    return vselect(x > T(0), x * scale, vexpm1(vmin(x, T(0))) * alpha_scale);
+  template <class V> FASTNN_VM V forward(const V& x) const {
+    return vselect(x > T(0), x * scale, vexpm1_nonpos(vmin(x, T(0))) * alpha_scale);
   }
-  template <class V> FASTNN_HD V grad(const V& x) const {
-    return vselect(x > T(0), scale, vexp(vmin(x, T(0))) * alpha_scale);
+  template <class V> FASTNN_VM V grad(const V& x) const {
+    return vselect(x > T(0), scale, vexp_nonpos(vmin(x, T(0))) * alpha_scale);
   }
 };
 
 // x * Phi(x); f' = Phi(x) + x phi(x).
 struct Gelu {
-  template <class V> FASTNN_HD V forward(const V& x) const {
+  template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
     V e;
     const V p = normal_cdf(x, e);
     return vselect(x < T(-40), T(0), x * p);
   }
-  template <class V> FASTNN_HD V grad(const V& x) const {
+  template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     V e;
     const V p = normal_cdf(x, e);
-    return p + vmax(vmin(x, T(40)), T(-40)) * (e * T(0.39894228040143267794));
+    const V away = p + vmax(vmin(x, T(40)), T(-40)) * (e * T(0.39894228040143267794));
+    return near_root(x, away, -0.7517915246935645, 1.4956759177009883e-17, 0.4314939923140469,
+                     0.388284982990552, -0.018199676398671087, -0.1140082332972217,
+                     -0.014771522148244337);
   }
 };
 
 // x * sigma(2z), z = sqrt(2/pi) (x + 0.044715 x^3) (= 0.5 x (1 + tanh z));
 // f' = sigma(2z) + 2 x sigma(2z) sigma(-2z) z'.
 struct GeluTanh {
-  template <class V> FASTNN_HD static V z_of(const V& x) {
+  template <class V> FASTNN_VM static V z_of(const V& x) {
     typedef typename Lane<V>::type T;
     return (x + (x * (x * x)) * T(0.044715)) * T(0.79788456080286535588);
   }
-  template <class V> FASTNN_HD V forward(const V& x) const {
+  template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
     V sp, sn;
     sigmoid_pair(z_of(x) * T(2), sp, sn);
     return vselect(x < T(-100), T(0), x * sp);
   }
-  template <class V> FASTNN_HD V grad(const V& x) const {
+  template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     const V xc = vmax(vmin(x, T(100)), T(-100));
     V sp, sn;
     sigmoid_pair(z_of(xc) * T(2), sp, sn);
     const V dz = (T(1) + (xc * xc) * T(3 * 0.044715)) * T(0.79788456080286535588);
-    return sp + ((xc * T(2)) * (sp * sn)) * dz;
+    const V away = sp + ((xc * T(2)) * (sp * sn)) * dz;
+    return near_root(x, away, -0.7524614220710163, 3.635560509207687e-17, 0.4304000910248585,
+                     0.38751844613578895, -0.01578285352184803, -0.11394448308095899,
+                     -0.01661932834305256);
   }
 };
 
 struct Sigmoid {
-  template <class V> FASTNN_HD V forward(const V& x) const {
+  template <class V> FASTNN_VM V forward(const V& x) const {
     V sp, sn;
     sigmoid_pair(x, sp, sn);
     return sp;
   }
-  template <class V> FASTNN_HD V grad(const V& x) const {  // sigma(x) sigma(-x), not y (1 - y)
+  template <class V> FASTNN_VM V grad(const V& x) const {  // sigma(x) sigma(-x), not y (1 - y)
     V sp, sn;
     sigmoid_pair(x, sp, sn);
     return sp * sn;
@@ -387,11 +442,11 @@ struct Sigmoid {
 };
 
 struct Tanh {
-  template <class V> FASTNN_HD V forward(const V& x) const { return vtanh(x); }
+  template <class V> FASTNN_VM V forward(const V& x) const { return vtanh(x); }
   // 1 - tanh^2 = 4 e / (1 + e)^2, e = exp(-2|x|): accurate in the tails.
-  template <class V> FASTNN_HD V grad(const V& x) const {
+  template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V e = vexp(vabs(x) * T(-2));
+    const V e = vexp_nonpos(vabs(x) * T(-2));
     const V d = T(1) / (e + T(1));
     return ((e * T(4)) * d) * d;
   }
@@ -399,18 +454,20 @@ struct Tanh {
 
 // x * sigma(x); f' = sigma(x) (1 + x sigma(-x)).
 struct Silu {
-  template <class V> FASTNN_HD V forward(const V& x) const {
+  template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
     V sp, sn;
     sigmoid_pair(x, sp, sn);
     return vselect(sp == T(0), sp, x * sp);
   }
-  template <class V> FASTNN_HD V grad(const V& x) const {
+  template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     const V xc = vmax(vmin(x, T(800)), T(-800));
     V sp, sn;
     sigmoid_pair(xc, sp, sn);
-    return sp * (T(1) + xc * sn);
+    return near_root(x, sp * (T(1) + xc * sn), -1.2784645427610737, -1.0946994183093437e-16,
+                     0.2178117057198001, 0.1466487969969469, 0.018874814223782312,
+                     -0.015222655223188032, -0.006606589138356696);
   }
 };
 
@@ -418,12 +475,12 @@ struct Silu {
 // computed as max(beta x, 0) + log1p(exp(-|beta x|)). f' = sigma(beta x).
 template <class T> struct Softplus {
   T beta, inv_beta, threshold;
-  template <class V> FASTNN_HD V forward(const V& x) const {
+  template <class V> FASTNN_VM V forward(const V& x) const {
     const V bx = x * beta;
-    const V soft = (vmax(bx, T(0)) + vlog1p(vexp(T(0) - vabs(bx)))) * inv_beta;
+    const V soft = (vmax(bx, T(0)) + log1p_finite(vexp_nonpos(T(0) - vabs(bx)))) * inv_beta;
     return vselect(bx > threshold, x, soft);
   }
-  template <class V> FASTNN_HD V grad(const V& x) const {
+  template <class V> FASTNN_VM V grad(const V& x) const {
     const V bx = x * beta;
     V sp, sn;
     sigmoid_pair(bx, sp, sn);
