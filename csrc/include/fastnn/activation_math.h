@@ -252,6 +252,27 @@ template <class V> FASTNN_VM V log1p_finite(const V& x) {
   return (log_m + (c + e * Fmt<T>::kLn2Lo)) + e * Fmt<T>::kLn2Hi;
 }
 
+// log1p(y) for y in [0, 1] (or NaN), as softplus needs it: u = 1 + y is in [1, 2], so
+// the exponent is 0 or 1 (m = u or u / 2), and 1 / u in the rounding correction may be
+// approximated by 2 - u (the correction is below an ulp of the result).
+template <class V> FASTNN_VM V log1p_unit(const V& y) {
+  typedef typename Lane<V>::type T;
+  const V u = y + T(1);
+  const V c = (y - (u - T(1))) * (T(2) - u);
+  const auto big = u > T(1.4142135623730951);
+  const V f = vselect(big, u * T(0.5), u) - T(1);
+  const V s = f / (f + T(2));
+  const V z = s * s;
+  V q;
+  if (sizeof(T) == 4)
+    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11);
+  else
+    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17,
+                2.0 / 19, 2.0 / 21, 2.0 / 23);
+  const V log_m = s * T(2) + (s * z) * q;
+  return (log_m + (c + vselect(big, Fmt<T>::kLn2Lo, T(0)))) + vselect(big, Fmt<T>::kLn2Hi, T(0));
+}
+
 template <class V> FASTNN_VM V vlog1p(const V& x) {
   typedef typename Lane<V>::type T;
   const T inf = from_bits(Fmt<T>::kInf);
@@ -315,10 +336,24 @@ template <class V> FASTNN_VM V verf(const V& x) {
 }
 
 // Phi(x), the standard normal CDF, and e = exp(-x^2/2) (for phi(x) = e / sqrt(2 pi)).
-// Relative accuracy also in the left tail, where 1 + erf would cancel.
+// Relative accuracy also in the left tail, where 1 + erf would cancel. float32: one
+// formula, Phi(-|x|) = e (1 - z) M(z) with M fitted over all of z in [-1, 1]
+// (relative error 1e-7), and x^2 rounded (its error is within the conditioning of
+// x Phi(x)); float64: erf's polynomial for |x| < sqrt 2, the tail formula beyond.
 template <class V> FASTNN_VM V normal_cdf(const V& x, V& e) {
   typedef typename Lane<V>::type T;
   const V u = vmin(vabs(x), T(40));
+  if (sizeof(T) == 4) {
+    e = vexp_nonpos((u * u) * T(-0.5));
+    const V q = T(1) / (u + T(3));
+    const V z = (u - T(3)) * q;
+    const V m = poly<T>(z, 0.12151395818278922, -0.08488863046574512, 0.03833572998489712,
+                        -0.007877450213456639, -0.0017388566264079815, 0.0011620427508696341,
+                        0.000155626281421379, -0.00017129097953779882, -2.1281299650548337e-05,
+                        2.0529234494135612e-05);
+    const V tail = e * ((q * T(6)) * m);
+    return vselect(x < T(0), tail, T(1) - tail);
+  }
   e = exp_neg_sq(u, T(0.5));
   const V tail = normal_tail(u, e);
   const V center = T(0.5) + x * (erf_small((x * x) * T(0.5)) * T(0.5 * 0.70710678118654752440));
@@ -477,7 +512,7 @@ template <class T> struct Softplus {
   T beta, inv_beta, threshold;
   template <class V> FASTNN_VM V forward(const V& x) const {
     const V bx = x * beta;
-    const V soft = (vmax(bx, T(0)) + log1p_finite(vexp_nonpos(T(0) - vabs(bx)))) * inv_beta;
+    const V soft = (vmax(bx, T(0)) + log1p_unit(vexp_nonpos(T(0) - vabs(bx)))) * inv_beta;
     return vselect(bx > threshold, x, soft);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
