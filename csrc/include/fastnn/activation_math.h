@@ -133,8 +133,8 @@ template <class V> FASTNN_VM V copysign_of(const V& mag, const V& s) {
                    (bits_of(s) & typename Fmt<T>::U(Fmt<T>::kSign)));
 }
 
-// 2^(k - (t - kRound)) ... : 2^j for j = (t - kRound), t = j + kRound an integer-valued
-// lane in the normal exponent range: the exponent field built from t's bits.
+// 2^j from t = j + kRound (j an integer in the normal exponent range): the low bits of
+// t hold j, shifted into the exponent field.
 template <class V> FASTNN_VM V pow2_from_rounded(const V& t) {
   typedef typename Lane<V>::type T;
   typedef typename Fmt<T>::U U;
