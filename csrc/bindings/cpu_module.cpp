@@ -51,4 +51,5 @@ PYBIND11_MODULE(_cpu, m) {
   fastnn::bind::bind_stream(m);
   fastnn::bind::bind_dropout(m);
   fastnn::bind::bind_channel_activations(m);
+  fastnn::bind::bind_activations(m);
 }

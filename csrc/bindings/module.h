@@ -10,6 +10,7 @@ void bind_batch_norm(pybind11::module_& m);
 void bind_stream(pybind11::module_& m);
 void bind_dropout(pybind11::module_& m);
 void bind_channel_activations(pybind11::module_& m);
+void bind_activations(pybind11::module_& m);
 
 }  // namespace bind
 }  // namespace fastnn

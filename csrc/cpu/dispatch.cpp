@@ -19,6 +19,7 @@ namespace cpu {
   X(stream)                       \
   X(dropout)                      \
   X(channel_activations)          \
+  X(activations)                  \
   /* (each line ends in a backslash) */
 
 #define FASTNN_DECLARE_FILL(family) void fill_##family(KernelTable& table);

@@ -115,6 +115,32 @@ struct DropoutKernels {
   void (*philox)(uint64_t seed, uint64_t offset, uint64_t first, int64_t blocks, uint32_t* out);
 };
 
+// Elementwise activations: forward y = f(x), backward dx = dy * f'(x), for n values.
+// y may be x; dx may be dy or x.
+enum class Activation { relu, leaky_relu, elu, gelu, gelu_tanh, sigmoid, tanh, silu, softplus, count };
+struct ActivationParams {
+  double a;  // leaky_relu: slope; elu: alpha; softplus: beta
+  double b;  // elu: scale (1 for ELU, lambda for SELU); softplus: threshold
+};
+// The vector math functions, for the accuracy tests (_cpu._math_eval).
+enum class MathFunction { exp, expm1, log1p, tanh, erf, count };
+
+template <class T>
+struct ActivationKernels {
+  void (*forward)(Activation op, const T* x, T* y, int64_t n, ActivationParams p, int threads);
+  void (*backward)(Activation op, const T* dy, const T* x, T* dx, int64_t n, ActivationParams p,
+                   int threads);
+  void (*math)(MathFunction f, const T* x, T* y, int64_t n, int threads);
+  // Softmax cross-entropy over rows of logits (rows, classes); labels int32 or int64
+  // (label_bytes 4 or 8), already checked in range. Writes probs, returns the mean loss
+  // (summed in float64 in row order).
+  double (*softmax_xent)(const T* logits, const void* labels, int label_bytes, T* probs,
+                         int64_t rows, int64_t classes, int threads);
+  // dlogits = (probs - onehot(labels)) / rows; dlogits may be probs.
+  void (*softmax_xent_backward)(const T* probs, const void* labels, int label_bytes, T* dlogits,
+                                int64_t rows, int64_t classes, int threads);
+};
+
 struct KernelTable {
   const char* level;
   BatchNormKernels<float> bn_f32;
@@ -123,6 +149,8 @@ struct KernelTable {
   DropoutKernels dropout;
   ChannelActivationKernels<float> chact_f32;
   ChannelActivationKernels<double> chact_f64;
+  ActivationKernels<float> act_f32;
+  ActivationKernels<double> act_f64;
 };
 
 }  // namespace cpu

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <type_traits>
+
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
@@ -59,7 +61,106 @@ FASTNN_VEC16_OPERATOR(+)
 FASTNN_VEC16_OPERATOR(-)
 FASTNN_VEC16_OPERATOR(*)
 FASTNN_VEC16_OPERATOR(^)  // integer lanes only
+FASTNN_VEC16_OPERATOR(/)
 #undef FASTNN_VEC16_OPERATOR
+
+// Lane masks (all bits set = true) from comparisons, for vselect; NaN compares false.
+template <class T>
+struct Mask16 {
+  typedef typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type Int;
+  typedef Int Register __attribute__((vector_size(kRegisterBytes)));
+  Register r[Vec16<T>::kRegisters];
+};
+
+#define FASTNN_VEC16_COMPARE(op)                                                           \
+  template <class T> inline Mask16<T> operator op(const Vec16<T>& a, const Vec16<T>& b) {  \
+    Mask16<T> m;                                                                           \
+    for (int k = 0; k < Vec16<T>::kRegisters; ++k) m.r[k] = a.r[k] op b.r[k];              \
+    return m;                                                                              \
+  }                                                                                        \
+  template <class T> inline Mask16<T> operator op(const Vec16<T>& a, T s) {                \
+    Mask16<T> m;                                                                           \
+    for (int k = 0; k < Vec16<T>::kRegisters; ++k) m.r[k] = a.r[k] op s;                   \
+    return m;                                                                              \
+  }
+FASTNN_VEC16_COMPARE(<)
+FASTNN_VEC16_COMPARE(<=)
+FASTNN_VEC16_COMPARE(>)
+FASTNN_VEC16_COMPARE(>=)
+FASTNN_VEC16_COMPARE(==)
+FASTNN_VEC16_COMPARE(!=)
+#undef FASTNN_VEC16_COMPARE
+
+template <class T> inline Mask16<T> operator|(const Mask16<T>& a, const Mask16<T>& b) {
+  Mask16<T> m;
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k) m.r[k] = a.r[k] | b.r[k];
+  return m;
+}
+template <class T> inline Mask16<T> operator&(const Mask16<T>& a, const Mask16<T>& b) {
+  Mask16<T> m;
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k) m.r[k] = a.r[k] & b.r[k];
+  return m;
+}
+
+// Lane-wise m ? a : b (a blend).
+template <class T> inline Vec16<T> vselect(const Mask16<T>& m, const Vec16<T>& a, const Vec16<T>& b) {
+  return lanewise<T>([&](int k) { return m.r[k] ? a.r[k] : b.r[k]; });
+}
+template <class T> inline Vec16<T> vselect(const Mask16<T>& m, const Vec16<T>& a, T b) {
+  return lanewise<T>([&](int k) { return m.r[k] ? a.r[k] : b - typename Vec16<T>::Register{}; });
+}
+template <class T> inline Vec16<T> vselect(const Mask16<T>& m, T a, const Vec16<T>& b) {
+  return lanewise<T>([&](int k) { return m.r[k] ? a - typename Vec16<T>::Register{} : b.r[k]; });
+}
+template <class T> inline Vec16<T> vselect(const Mask16<T>& m, T a, T b) {
+  typedef typename Vec16<T>::Register R;
+  return lanewise<T>([&](int k) { return m.r[k] ? a - R{} : b - R{}; });
+}
+
+// The bits of each lane as an unsigned integer of the same width (for exponent tricks
+// in the vector math: bits_of, from_bits, integer + - & | << >>).
+template <class T>
+struct Bits16 {
+  typedef typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type UInt;
+  typedef UInt Register __attribute__((vector_size(kRegisterBytes)));
+  Register r[Vec16<T>::kRegisters];
+};
+
+template <class T> inline Bits16<T> bits_of(const Vec16<T>& v) {
+  Bits16<T> b;
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k) b.r[k] = (typename Bits16<T>::Register)v.r[k];
+  return b;
+}
+template <class T> inline Vec16<T> from_bits(const Bits16<T>& b) {
+  return lanewise<T>([&](int k) { return (typename Vec16<T>::Register)b.r[k]; });
+}
+
+#define FASTNN_BITS16_OPERATOR(op)                                                         \
+  template <class T> inline Bits16<T> operator op(const Bits16<T>& a, const Bits16<T>& b) { \
+    Bits16<T> o;                                                                           \
+    for (int k = 0; k < Vec16<T>::kRegisters; ++k) o.r[k] = a.r[k] op b.r[k];              \
+    return o;                                                                              \
+  }                                                                                        \
+  template <class T> inline Bits16<T> operator op(const Bits16<T>& a, typename Bits16<T>::UInt s) { \
+    Bits16<T> o;                                                                           \
+    for (int k = 0; k < Vec16<T>::kRegisters; ++k) o.r[k] = a.r[k] op s;                   \
+    return o;                                                                              \
+  }
+FASTNN_BITS16_OPERATOR(+)
+FASTNN_BITS16_OPERATOR(-)
+FASTNN_BITS16_OPERATOR(&)
+FASTNN_BITS16_OPERATOR(|)
+#undef FASTNN_BITS16_OPERATOR
+template <class T> inline Bits16<T> operator<<(const Bits16<T>& a, int s) {
+  Bits16<T> o;
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k) o.r[k] = a.r[k] << s;
+  return o;
+}
+template <class T> inline Bits16<T> operator>>(const Bits16<T>& a, int s) {
+  Bits16<T> o;
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k) o.r[k] = a.r[k] >> s;
+  return o;
+}
 
 template <class T>
 inline Vec16<T> zeros16() {
