@@ -7,6 +7,7 @@ namespace fastnn {
 namespace bind {
 
 void bind_batch_norm(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);
 void bind_stream(pybind11::module_& m);
 
 }  // namespace bind

@@ -16,6 +16,7 @@ namespace cpu {
 // once per instruction set.
 #define FASTNN_FOR_EACH_FAMILY(X) \
   X(batch_norm)                   \
+  X(optim)                        \
   X(stream)
 
 #define FASTNN_DECLARE_FILL(family) void fill_##family(KernelTable& table);

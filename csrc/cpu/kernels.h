@@ -4,6 +4,8 @@
 #pragma once
 #include <stdint.h>
 
+#include "fastnn/optim_math.h"
+
 namespace fastnn {
 namespace cpu {
 
@@ -56,6 +58,31 @@ struct StreamKernels {
   double (*read)(const float* src, int64_t n, int threads);               // sum, read only
   void (*add)(const float* a, const float* b, float* out, int64_t n, int threads);  // 2 reads, 1 write
   void (*scale_inplace)(float* const* arrays, int64_t k, int64_t n, float factor, int threads);  // k arrays r+w
+  void (*update_inplace)(const float* src, float* const* arrays, int64_t k, int64_t n, int threads);  // src read, k arrays r+w
+};
+
+// One optimizer step over a group of `count` parameters (multi-tensor). Tensor i has
+// sizes[i] elements; its state arrays are state[k][i] (which k a rule uses: see
+// fastnn/optim_math.h), its step-dependent scalars coef[k][i] (float64) and has_state[i]
+// (SGD: the momentum buffer exists). Every array is read once and written once.
+template <class T>
+struct OptimArgs {
+  int64_t count;
+  const int64_t* sizes;
+  T* const* param;
+  const T* const* grad;
+  T* const* state[3];
+  const double* coef[2];
+  const unsigned char* has_state;
+  fastnn::OptimHyper hyper;
+  int threads;
+};
+
+template <class T>
+struct OptimKernels {
+  void (*step)(const OptimArgs<T>&);
+  // True when no element of the count arrays is inf or NaN (read-only pass).
+  bool (*all_finite)(const T* const* arrays, const int64_t* sizes, int64_t count, int threads);
 };
 
 struct KernelTable {
@@ -63,6 +90,8 @@ struct KernelTable {
   BatchNormKernels<float> bn_f32;
   BatchNormKernels<double> bn_f64;
   StreamKernels stream;
+  OptimKernels<float> optim_f32;
+  OptimKernels<double> optim_f64;
 };
 
 }  // namespace cpu
