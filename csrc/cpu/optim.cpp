@@ -50,17 +50,23 @@ inline Vec16<T> optim_sqrt(const Vec16<T>& a) {
 namespace {
 
 constexpr int64_t kOptimChunk = int64_t(1) << 15;  // elements per task
+// Below this many elements in all, one thread: waking a team costs more than the work.
+constexpr int64_t kOptimParallelMin = int64_t(1) << 16;
 
 // The group's chunks as tasks: task t is chunk t - first[i] of tensor i, where
 // first[i] <= t < first[i + 1].
 struct Chunks {
   Scratch<int64_t> first;
-  int64_t count;
+  int64_t count, elements = 0;
   Chunks(const int64_t* sizes, int64_t n) : first(n + 1), count(n) {
     first[0] = 0;
-    for (int64_t i = 0; i < n; ++i) first[i + 1] = first[i] + (sizes[i] + kOptimChunk - 1) / kOptimChunk;
+    for (int64_t i = 0; i < n; ++i) {
+      first[i + 1] = first[i] + (sizes[i] + kOptimChunk - 1) / kOptimChunk;
+      elements += sizes[i];
+    }
   }
   int64_t tasks() { return first[count]; }
+  int threads(int wanted) { return elements < kOptimParallelMin ? 1 : wanted; }
   int64_t tensor_of(int64_t t) {  // the last i with first[i] <= t (empty tensors skipped)
     int64_t lo = 0, hi = count - 1;
     while (lo < hi) {
@@ -160,7 +166,7 @@ template <class T>
 void optim_step(const OptimArgs<T>& a) {
   const OptimScalars<T> s = optim_scalars<T>(a.hyper);
   Chunks chunks(a.sizes, a.count);
-  parallel_for(chunks.tasks(), a.threads, [&](int64_t t) {
+  parallel_for(chunks.tasks(), chunks.threads(a.threads), [&](int64_t t) {
     const int64_t i = chunks.tensor_of(t);
     const int64_t o = (t - chunks.first[i]) * kOptimChunk;
     const int64_t rest = a.sizes[i] - o;
@@ -188,7 +194,7 @@ template <class T>
 bool optim_all_finite(const T* const* arrays, const int64_t* sizes, int64_t count, int threads) {
   Chunks chunks(sizes, count);
   int bad = 0;
-  parallel_for(chunks.tasks(), threads, [&](int64_t t) {
+  parallel_for(chunks.tasks(), chunks.threads(threads), [&](int64_t t) {
     if (__atomic_load_n(&bad, __ATOMIC_RELAXED)) return;  // the answer is known
     const int64_t i = chunks.tensor_of(t);
     const int64_t o = (t - chunks.first[i]) * kOptimChunk;
