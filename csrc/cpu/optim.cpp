@@ -166,7 +166,11 @@ template <class T>
 void optim_step(const OptimArgs<T>& a) {
   const OptimScalars<T> s = optim_scalars<T>(a.hyper);
   Chunks chunks(a.sizes, a.count);
-  parallel_for(chunks.tasks(), chunks.threads(a.threads), [&](int64_t t) {
+  // Last chunk first: after an all_finite pass the gradient chunks it read last are
+  // the ones still in cache (the order changes no result: the update is elementwise).
+  const int64_t tasks = chunks.tasks();
+  parallel_for(tasks, chunks.threads(a.threads), [&](int64_t r) {
+    const int64_t t = tasks - 1 - r;
     const int64_t i = chunks.tensor_of(t);
     const int64_t o = (t - chunks.first[i]) * kOptimChunk;
     const int64_t rest = a.sizes[i] - o;
