@@ -590,11 +590,11 @@ def test_aliased_state_is_refused():
     native step (it updates in place), before anything is written."""
     buf = np.ones(8)
     p, q = Parameter(buf[:5]), Parameter(buf[3:])
-    opt = optim.SGD([p, q], lr=0.1)
+    opt = optim.SGD([p, q], lr=0.1, momentum=0.9)
     p.grad, q.grad = np.ones(5), np.ones(5)
     with pytest.raises(ValueError, match="overlaps"):
         opt.step()
-    assert (buf == 1).all()
+    assert (buf == 1).all() and opt.state == {}  # no half-made momentum buffer either
     r = Parameter(np.ones(4))
     r.grad = r.data
     with pytest.raises(ValueError, match="overlaps"):

@@ -10,6 +10,7 @@ of arrays that ``numpy.savez`` writes and ``numpy.load(..., allow_pickle=False)`
 
 import math
 import numbers
+from collections import defaultdict
 
 import numpy as np
 
@@ -49,11 +50,12 @@ class Optimizer:
     (``_check_group``) and turns a group into the native call's arguments (``_prepare``)."""
 
     _rule = None
+    _counts_steps = True  # state["step"] (every rule but SGD)
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults, grad_scale=defaults.get("grad_scale", 1.0),
                              skip_if_nonfinite=defaults.get("skip_if_nonfinite", True))
-        self.state = {}
+        self.state = defaultdict(dict)  # Parameter -> {name: array or step}, as torch
         self.param_groups = []
         if isinstance(params, (Parameter, np.ndarray)):
             raise TypeError("params argument given to the optimizer should be an iterable of "
@@ -153,25 +155,34 @@ class Optimizer:
         return True
 
     def _step_group(self, group, ps):
-        states = [self.state.setdefault(p, {}) for p in ps]
-        arrays, coef0, coef1, has_state, hyper = self._prepare(group, ps, states)
+        states = [self.state.get(p, {}) for p in ps]
+        fresh = []  # (parameter, state name, new array): kept once the kernel ran
+        arrays, coef0, coef1, has_state, hyper = self._prepare(group, ps, states, fresh)
         hyper.update(lr=float(group["lr"]), eps=float(group.get("eps", 0.0)),
                      weight_decay=float(group["weight_decay"]), maximize=bool(group["maximize"]),
                      grad_scale=1.0 if group["grad_scale"] is None else float(group["grad_scale"]))
         _cpu.optim_step(self._rule, [p.data for p in ps], [p.grad for p in ps], arrays,
                         coef0, coef1, has_state, hyper)
-        for st in states:
-            if "step" in st:
-                st["step"] += 1
+        for p, key, value in fresh:
+            self.state[p][key] = value
+        if self._counts_steps:
+            for p in ps:
+                st = self.state[p]
+                st["step"] = st.get("step", 0) + 1
 
-    def _prepare(self, group, ps, states):
+    def _prepare(self, group, ps, states, fresh):
+        """The native call's state lists, per-parameter coefficients, has_state flags
+        and rule-specific hyper-parameters. New state arrays go to ``fresh``."""
         raise NotImplementedError
 
     @staticmethod
-    def _zeros(st, key, p, fill=0.0):
-        if key not in st:
-            st[key] = np.full(p.shape, fill, dtype=p.dtype)
-        return st[key]
+    def _state(st, key, p, fresh, fill=0.0):
+        """st[key], or a new array of `fill` (added to the state after the step)."""
+        if key in st:
+            return st[key]
+        value = np.full(p.shape, fill, dtype=p.dtype)
+        fresh.append((p, key, value))
+        return value
 
     # ------------------------------------------------------------------ state dicts
 
@@ -205,7 +216,7 @@ class Optimizer:
                 raise ValueError("loaded state dict contains a parameter group that doesn't match "
                                  "the size of optimizer's group")
             by_index.update(zip(sg["params"], group["params"]))
-        new_state = {}
+        new_state = defaultdict(dict)
         for i, st in state_dict["state"].items():
             p = by_index.get(int(i))
             if p is None:
@@ -273,6 +284,7 @@ class SGD(Optimizer):
     nesterov, weight_decay (L2), maximize. State: 'momentum_buffer' (momentum != 0)."""
 
     _rule = "sgd"
+    _counts_steps = False
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False, grad_scale=1.0, skip_if_nonfinite=True):
@@ -290,25 +302,17 @@ class SGD(Optimizer):
                              f"(nesterov=True, momentum={group['momentum']}, "
                              f"dampening={group['dampening']})")
 
-    def _prepare(self, group, ps, states):
-        use = group["momentum"] != 0
+    def _prepare(self, group, ps, states, fresh):
         bufs, has = [], []
-        for p, st in zip(ps, states):
-            if use:
+        if group["momentum"] != 0:
+            for p, st in zip(ps, states):
                 has.append("momentum_buffer" in st)
                 bufs.append(st["momentum_buffer"] if has[-1] else np.empty_like(p.data))
+                if not has[-1]:  # the kernel fills it with the gradient
+                    fresh.append((p, "momentum_buffer", bufs[-1]))
         hyper = dict(momentum=float(group["momentum"]), dampening=float(group["dampening"]),
                      nesterov=bool(group["nesterov"]))
-        # The new buffers join the state once the kernel has filled them.
-        self._new_buffers = [(st, b) for st, b, h in zip(states, bufs, has) if not h]
         return [bufs, [], []], [], [], has, hyper
-
-    def _step_group(self, group, ps):
-        self._new_buffers = []
-        super()._step_group(group, ps)
-        for st, buf in self._new_buffers:
-            st["momentum_buffer"] = buf
-        self._new_buffers = []
 
 
 class Adagrad(Optimizer):
@@ -328,13 +332,12 @@ class Adagrad(Optimizer):
         _common_checks(group)
         _at_least_zero(group, "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
 
-    def _prepare(self, group, ps, states):
+    def _prepare(self, group, ps, states, fresh):
         sums, coef = [], []
         lr, lr_decay = float(group["lr"]), float(group["lr_decay"])
         for p, st in zip(ps, states):
-            st.setdefault("step", 0)
-            sums.append(self._zeros(st, "sum", p, float(group["initial_accumulator_value"])))
-            coef.append(-(lr / (1 + st["step"] * lr_decay)))  # torch: step - 1 after its += 1
+            sums.append(self._state(st, "sum", p, fresh, float(group["initial_accumulator_value"])))
+            coef.append(-(lr / (1 + st.get("step", 0) * lr_decay)))  # torch: step - 1 after its += 1
         return [sums, [], []], coef, [], [], {}
 
 
@@ -354,15 +357,14 @@ class RMSprop(Optimizer):
         _common_checks(group)
         _at_least_zero(group, "eps", "momentum", "weight_decay", "alpha")
 
-    def _prepare(self, group, ps, states):
+    def _prepare(self, group, ps, states, fresh):
         sq, ga, buf = [], [], []
         for p, st in zip(ps, states):
-            st.setdefault("step", 0)
-            sq.append(self._zeros(st, "square_avg", p))
+            sq.append(self._state(st, "square_avg", p, fresh))
             if group["momentum"] > 0:
-                buf.append(self._zeros(st, "momentum_buffer", p))
+                buf.append(self._state(st, "momentum_buffer", p, fresh))
             if group["centered"]:
-                ga.append(self._zeros(st, "grad_avg", p))
+                ga.append(self._state(st, "grad_avg", p, fresh))
         hyper = dict(beta2=float(group["alpha"]), momentum=float(group["momentum"]),
                      centered=bool(group["centered"]))
         return [sq, ga, buf], [], [], [], hyper
@@ -395,17 +397,16 @@ class Adam(Optimizer):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {b} (betas must be in [0, 1))")
 
-    def _prepare(self, group, ps, states):
+    def _prepare(self, group, ps, states, fresh):
         m, v, vmax, neg_step, bc2_sqrt = [], [], [], [], []
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
         for p, st in zip(ps, states):
-            st.setdefault("step", 0)
-            m.append(self._zeros(st, "exp_avg", p))
-            v.append(self._zeros(st, "exp_avg_sq", p))
+            m.append(self._state(st, "exp_avg", p, fresh))
+            v.append(self._state(st, "exp_avg_sq", p, fresh))
             if group["amsgrad"]:
-                vmax.append(self._zeros(st, "max_exp_avg_sq", p))
-            step = st["step"] + 1
+                vmax.append(self._state(st, "max_exp_avg_sq", p, fresh))
+            step = st.get("step", 0) + 1
             # torch's float64 host math: step_size = lr / (1 - beta1**step), sqrt(1 - beta2**step).
             neg_step.append(-(lr / (1 - beta1 ** step)))
             bc2_sqrt.append((1 - beta2 ** step) ** 0.5)
