@@ -321,23 +321,30 @@ def test_load_state_dict_errors_leave_optimizer_unchanged():
 # =========================================================================== non-finite skip, grad_scale
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("groups", [1, 2])  # 1: the kernel scans; 2: a scan of every group first
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("cls,kw", FULL_STATE, ids=[c.__name__ for c, _ in FULL_STATE])
-def test_nonfinite_gradient_skips_the_whole_step(cls, kw, bad):
+def test_nonfinite_gradient_skips_the_whole_step(cls, kw, bad, groups, threads, num_threads):
     rng = np.random.default_rng(10)
-    datas = make_params(np.float32, 11, [(100,), (20,), (50_000,)])
+    datas = make_params(np.float32, 11, [(100,), (20,), (100_000,)])
+
+    def make(ps):
+        return cls([{"params": ps}] if groups == 1 else [{"params": ps[:2]}, {"params": ps[2:]}], **kw)
+
     ps = [Parameter(d.copy()) for d in datas]
-    opt = cls([{"params": ps[:2]}, {"params": ps[2:]}], **kw)
+    opt = make(ps)
     run(opt, ps, rng, 3)
     clean = [Parameter(p.data.copy()) for p in ps]
-    opt_clean = cls([{"params": clean[:2]}, {"params": clean[2:]}], **kw)
+    opt_clean = make(clean)
     opt_clean.load_state_dict(opt.state_dict())
 
     before = snapshot(opt, ps)
     for p in ps:
         p.grad = rng.standard_normal(p.shape).astype(np.float32)
-    ps[2].grad[40_001] = bad  # in the last group, deep in the array
-    assert opt.step() is False
+    ps[2].grad[70_001] = bad  # in the last group, deep in the array
+    with num_threads(threads):
+        assert opt.step() is False
     assert_same_bits(snapshot(opt, ps), before)
     # the next finite step continues as if the bad one never happened
     g = [rng.standard_normal(p.shape).astype(np.float32) for p in ps]

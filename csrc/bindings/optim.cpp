@@ -91,10 +91,10 @@ int rule_of(const std::string& name) {
 }
 
 template <class T>
-void run_step(const std::vector<Arg>& params, const std::vector<Arg>& grads,
+bool run_step(const std::vector<Arg>& params, const std::vector<Arg>& grads,
               const std::vector<std::vector<Arg>>& states, const std::vector<double>& coef0,
               const std::vector<double>& coef1, const std::vector<unsigned char>& has_state,
-              const OptimHyper& hyper) {
+              const OptimHyper& hyper, bool check_finite) {
   const int64_t n = int64_t(params.size());
   std::vector<int64_t> sizes;
   for (const Arg& p : params) sizes.push_back(p.array.size());
@@ -107,14 +107,14 @@ void run_step(const std::vector<Arg>& params, const std::vector<Arg>& grads,
                                states[1].empty() ? nullptr : s[1].data(),
                                states[2].empty() ? nullptr : s[2].data()},
                               {coef0.data(), coef1.data()}, has_state.data(), hyper,
-                              fastnn::cpu::num_threads()};
+                              check_finite, fastnn::cpu::num_threads()};
   py::gil_scoped_release release;
-  optim_kernels<T>().step(a);
+  return optim_kernels<T>().step(a);
 }
 
-void optim_step(const std::string& rule_name, py::handle params_obj, py::handle grads_obj,
+bool optim_step(const std::string& rule_name, py::handle params_obj, py::handle grads_obj,
                 py::list states_obj, std::vector<double> coef0, std::vector<double> coef1,
-                std::vector<bool> has_state_in, py::dict h) {
+                std::vector<bool> has_state_in, py::dict h, bool check_finite) {
   OptimHyper hyper{};
   hyper.rule = rule_of(rule_name);
   auto num = [&](const char* key) { return h.contains(key) ? h[key].cast<double>() : 0.0; };
@@ -170,11 +170,10 @@ void optim_step(const std::string& rule_name, py::handle params_obj, py::handle 
   for (const auto& list : states)
     for (const Arg& a : list) all.push_back({&a, true});
   require_disjoint(all);
-  if (n == 0) return;
+  if (n == 0) return true;
   if (float_type(params[0]) == Float::f32)
-    run_step<float>(params, grads, states, coef0, coef1, has_state, hyper);
-  else
-    run_step<double>(params, grads, states, coef0, coef1, has_state, hyper);
+    return run_step<float>(params, grads, states, coef0, coef1, has_state, hyper, check_finite);
+  return run_step<double>(params, grads, states, coef0, coef1, has_state, hyper, check_finite);
 }
 
 bool optim_all_finite(py::handle arrays_obj) {
@@ -200,8 +199,9 @@ bool optim_all_finite(py::handle arrays_obj) {
 void bind_optim(py::module_& m) {
   m.def("optim_step", &optim_step, py::arg("rule"), py::arg("params"), py::arg("grads"),
         py::arg("states"), py::arg("coef0"), py::arg("coef1"), py::arg("has_state"),
-        py::arg("hyper"),
-        "One optimizer step over a group of parameters, in place (see fastnn.optim).");
+        py::arg("hyper"), py::arg("check_finite"),
+        "One optimizer step over a group of parameters, in place (see fastnn.optim). With "
+        "check_finite, returns False and writes nothing if a gradient holds inf or NaN.");
   m.def("optim_all_finite", &optim_all_finite, py::arg("arrays"),
         "True when no element of the arrays (one dtype) is inf or NaN.");
 }

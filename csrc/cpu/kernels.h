@@ -75,12 +75,13 @@ struct OptimArgs {
   const double* coef[2];
   const unsigned char* has_state;
   fastnn::OptimHyper hyper;
+  bool check_finite;  // scan the gradients first; any inf or NaN: write nothing
   int threads;
 };
 
 template <class T>
 struct OptimKernels {
-  void (*step)(const OptimArgs<T>&);
+  bool (*step)(const OptimArgs<T>&);  // false: a gradient held inf or NaN, nothing written
   // True when no element of the count arrays is inf or NaN (read-only pass).
   bool (*all_finite)(const T* const* arrays, const int64_t* sizes, int64_t count, int threads);
 };

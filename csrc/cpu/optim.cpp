@@ -1,10 +1,15 @@
 // Multi-tensor optimizer steps: one call updates every parameter of a group. The
 // group's elements are cut into fixed chunks (per tensor, kOptimChunk elements), the
-// chunks run in parallel, and each chunk is one pass: parameter, gradient and state are
+// chunks run in parallel, and each chunk is one pass (after the optional scan of the
+// gradients for inf and NaN): parameter, gradient and state are
 // loaded once per 16 lanes, updated by the rule in fastnn/optim_math.h and stored once.
 // Elementwise with IEEE +-*/ and sqrt only, so every thread count and SIMD level gives
 // the same bits.
 #include <stdint.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -67,14 +72,19 @@ struct Chunks {
   }
   int64_t tasks() { return first[count]; }
   int threads(int wanted) { return elements < kOptimParallelMin ? 1 : wanted; }
-  int64_t tensor_of(int64_t t) {  // the last i with first[i] <= t (empty tensors skipped)
-    int64_t lo = 0, hi = count - 1;
+  // Task t: elements [o, o + n) of tensor i.
+  struct Piece {
+    int64_t i, o, n;
+  };
+  Piece piece(int64_t t, const int64_t* sizes) {
+    int64_t lo = 0, hi = count - 1;  // the last i with first[i] <= t (empty tensors skipped)
     while (lo < hi) {
       const int64_t mid = (lo + hi + 1) / 2;
       if (first[mid] <= t) lo = mid;
       else hi = mid - 1;
     }
-    return lo;
+    const int64_t o = (t - first[lo]) * kOptimChunk, rest = sizes[lo] - o;
+    return {lo, o, rest < kOptimChunk ? rest : kOptimChunk};
   }
 };
 
@@ -162,22 +172,6 @@ void step_chunk(const OptimArgs<T>& a, const OptimScalars<T>& s, int64_t i, int6
   }
 }
 
-template <class T>
-void optim_step(const OptimArgs<T>& a) {
-  const OptimScalars<T> s = optim_scalars<T>(a.hyper);
-  Chunks chunks(a.sizes, a.count);
-  // Last chunk first: after an all_finite pass the gradient chunks it read last are
-  // the ones still in cache (the order changes no result: the update is elementwise).
-  const int64_t tasks = chunks.tasks();
-  parallel_for(tasks, chunks.threads(a.threads), [&](int64_t r) {
-    const int64_t t = tasks - 1 - r;
-    const int64_t i = chunks.tensor_of(t);
-    const int64_t o = (t - chunks.first[i]) * kOptimChunk;
-    const int64_t rest = a.sizes[i] - o;
-    step_chunk(a, s, i, o, rest < kOptimChunk ? rest : kOptimChunk);
-  });
-}
-
 // x * 0 is 0 for finite x and NaN for inf or NaN; the lanes' sum says if any was.
 template <class T>
 bool chunk_finite(const T* x, int64_t n) {
@@ -194,17 +188,60 @@ bool chunk_finite(const T* x, int64_t n) {
   return tail == tail;
 }
 
+// Runs work(w, team, barrier) on a team of workers (one when threads == 1); barrier()
+// waits for the whole team.
+template <class F>
+inline void team_run(int threads, const F& work) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    work(omp_get_thread_num(), omp_get_num_threads(), [] {
+#pragma omp barrier
+    });
+    return;
+  }
+#endif
+  work(0, 1, [] {});
+}
+
+// One team does the whole step: each worker scans the gradients of its share of the
+// tasks (when check_finite), the team waits, and unless some element was inf or NaN
+// each worker updates the same tasks last-first, finding the gradient chunks it read
+// last still in its cache. Returns false (nothing written) on a non-finite gradient.
+template <class T>
+bool optim_step(const OptimArgs<T>& a) {
+  const OptimScalars<T> s = optim_scalars<T>(a.hyper);
+  Chunks chunks(a.sizes, a.count);
+  const int64_t tasks = chunks.tasks();
+  if (tasks == 0) return true;
+  int bad = 0;
+  const int threads = int(tasks < chunks.threads(a.threads) ? tasks : chunks.threads(a.threads));
+  team_run(threads, [&](int w, int team, const auto& barrier) {
+    const int64_t lo = tasks * w / team, hi = tasks * (w + 1) / team;
+    if (a.check_finite) {
+      for (int64_t t = lo; t < hi && !__atomic_load_n(&bad, __ATOMIC_RELAXED); ++t) {
+        const Chunks::Piece p = chunks.piece(t, a.sizes);
+        if (!chunk_finite(a.grad[p.i] + p.o, p.n)) __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
+      }
+      barrier();
+      if (__atomic_load_n(&bad, __ATOMIC_RELAXED)) return;
+    }
+    for (int64_t t = hi - 1; t >= lo; --t) {
+      const Chunks::Piece p = chunks.piece(t, a.sizes);
+      step_chunk(a, s, p.i, p.o, p.n);
+    }
+  });
+  return !bad;
+}
+
 template <class T>
 bool optim_all_finite(const T* const* arrays, const int64_t* sizes, int64_t count, int threads) {
   Chunks chunks(sizes, count);
   int bad = 0;
   parallel_for(chunks.tasks(), chunks.threads(threads), [&](int64_t t) {
     if (__atomic_load_n(&bad, __ATOMIC_RELAXED)) return;  // the answer is known
-    const int64_t i = chunks.tensor_of(t);
-    const int64_t o = (t - chunks.first[i]) * kOptimChunk;
-    const int64_t rest = sizes[i] - o;
-    if (!chunk_finite(arrays[i] + o, rest < kOptimChunk ? rest : kOptimChunk))
-      __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
+    const Chunks::Piece p = chunks.piece(t, sizes);
+    if (!chunk_finite(arrays[p.i] + p.o, p.n)) __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
   });
   return !bad;
 }

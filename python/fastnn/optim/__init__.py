@@ -144,31 +144,35 @@ class Optimizer:
                 by_dtype.setdefault(p.dtype, []).append(p)
             self._check_group(group)
             plan.append((group, list(by_dtype.values())))
-        for group, batches in plan:
-            if group["skip_if_nonfinite"]:
-                for ps in batches:
-                    if not _cpu.optim_all_finite([p.grad for p in ps]):
-                        return False
-        for group, batches in plan:
-            for ps in batches:
-                self._step_group(group, ps)
+        calls = [(group, ps) for group, batches in plan for ps in batches]
+        if len(calls) == 1:  # the kernel scans the gradients itself, in the same thread team
+            group, ps = calls[0]
+            return self._step_group(group, ps, bool(group["skip_if_nonfinite"]))
+        for group, ps in calls:
+            if group["skip_if_nonfinite"] and not _cpu.optim_all_finite([p.grad for p in ps]):
+                return False
+        for group, ps in calls:
+            self._step_group(group, ps, False)
         return True
 
-    def _step_group(self, group, ps):
+    def _step_group(self, group, ps, check_finite):
+        """One native call; False (and nothing changed) if check_finite found inf/NaN."""
         states = [self.state.get(p, {}) for p in ps]
         fresh = []  # (parameter, state name, new array): kept once the kernel ran
         arrays, coef0, coef1, has_state, hyper = self._prepare(group, ps, states, fresh)
         hyper.update(lr=float(group["lr"]), eps=float(group.get("eps", 0.0)),
                      weight_decay=float(group["weight_decay"]), maximize=bool(group["maximize"]),
                      grad_scale=1.0 if group["grad_scale"] is None else float(group["grad_scale"]))
-        _cpu.optim_step(self._rule, [p.data for p in ps], [p.grad for p in ps], arrays,
-                        coef0, coef1, has_state, hyper)
+        if not _cpu.optim_step(self._rule, [p.data for p in ps], [p.grad for p in ps], arrays,
+                               coef0, coef1, has_state, hyper, check_finite):
+            return False
         for p, key, value in fresh:
             self.state[p][key] = value
         if self._counts_steps:
             for p in ps:
                 st = self.state[p]
                 st["step"] = st.get("step", 0) + 1
+        return True
 
     def _prepare(self, group, ps, states, fresh):
         """The native call's state lists, per-parameter coefficients, has_state flags
