@@ -43,6 +43,16 @@ def _common_checks(group):
         raise ValueError(f"Invalid grad_scale value: {scale} (grad_scale must be a finite number > 0, or None)")
 
 
+def _bad_grad(where, g, d):
+    if not isinstance(g, np.ndarray):
+        raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
+    if g.dtype != d.dtype:
+        raise TypeError(f"{where} has dtype {g.dtype} but the parameter has {d.dtype}")
+    if g.shape != d.shape:
+        raise ValueError(f"{where} has shape {g.shape} but the parameter has {d.shape}")
+    raise ValueError(f"{where} must be C-contiguous")
+
+
 class Optimizer:
     """Base class: parameter groups, ``step``, ``zero_grad``, state dicts.
 
@@ -129,19 +139,13 @@ class Optimizer:
         for gi, group in enumerate(self.param_groups):
             by_dtype = {}
             for pi, p in enumerate(group["params"]):
-                g = p.grad
+                g, d = p._grad, p._data  # noqa: SLF001 (hot loop: no property calls)
                 if g is None:
                     continue
-                where = f"param_groups[{gi}]['params'][{pi}].grad"
-                if not isinstance(g, np.ndarray):
-                    raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
-                if g.dtype != p.dtype:
-                    raise TypeError(f"{where} has dtype {g.dtype} but the parameter has {p.dtype}")
-                if g.shape != p.shape:
-                    raise ValueError(f"{where} has shape {g.shape} but the parameter has {p.shape}")
-                if not g.flags.c_contiguous:
-                    raise ValueError(f"{where} must be C-contiguous")
-                by_dtype.setdefault(p.dtype, []).append(p)
+                if not (isinstance(g, np.ndarray) and g.dtype == d.dtype and g.shape == d.shape
+                        and g.flags.c_contiguous):
+                    _bad_grad(f"param_groups[{gi}]['params'][{pi}].grad", g, d)
+                by_dtype.setdefault(d.dtype, []).append(p)
             self._check_group(group)
             plan.append((group, list(by_dtype.values())))
         calls = [(group, ps) for group, batches in plan for ps in batches]
@@ -149,7 +153,7 @@ class Optimizer:
             group, ps = calls[0]
             return self._step_group(group, ps, bool(group["skip_if_nonfinite"]))
         for group, ps in calls:
-            if group["skip_if_nonfinite"] and not _cpu.optim_all_finite([p.grad for p in ps]):
+            if group["skip_if_nonfinite"] and not _cpu.optim_all_finite([p._grad for p in ps]):
                 return False
         for group, ps in calls:
             self._step_group(group, ps, False)
@@ -163,7 +167,7 @@ class Optimizer:
         hyper.update(lr=float(group["lr"]), eps=float(group.get("eps", 0.0)),
                      weight_decay=float(group["weight_decay"]), maximize=bool(group["maximize"]),
                      grad_scale=1.0 if group["grad_scale"] is None else float(group["grad_scale"]))
-        if not _cpu.optim_step(self._rule, [p.data for p in ps], [p.grad for p in ps], arrays,
+        if not _cpu.optim_step(self._rule, [p._data for p in ps], [p._grad for p in ps], arrays,
                                coef0, coef1, has_state, hyper, check_finite):
             return False
         for p, key, value in fresh:
@@ -402,7 +406,7 @@ class Adam(Optimizer):
                 raise ValueError(f"Invalid beta parameter at index {i}: {b} (betas must be in [0, 1))")
 
     def _prepare(self, group, ps, states, fresh):
-        m, v, vmax, neg_step, bc2_sqrt = [], [], [], [], []
+        m, v, vmax, neg_step, bc2_sqrt, coefs = [], [], [], [], [], {}
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
         for p, st in zip(ps, states):
@@ -411,9 +415,10 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 vmax.append(self._state(st, "max_exp_avg_sq", p, fresh))
             step = st.get("step", 0) + 1
-            # torch's float64 host math: step_size = lr / (1 - beta1**step), sqrt(1 - beta2**step).
-            neg_step.append(-(lr / (1 - beta1 ** step)))
-            bc2_sqrt.append((1 - beta2 ** step) ** 0.5)
+            if step not in coefs:  # torch's float64 host math, once per distinct step count
+                coefs[step] = (-(lr / (1 - beta1 ** step)), (1 - beta2 ** step) ** 0.5)
+            neg_step.append(coefs[step][0])
+            bc2_sqrt.append(coefs[step][1])
         hyper = dict(beta1=beta1, beta2=beta2, amsgrad=bool(group["amsgrad"]),
                      decoupled=bool(group["decoupled_weight_decay"]))
         return [m, v, vmax], neg_step, bc2_sqrt, [], hyper
