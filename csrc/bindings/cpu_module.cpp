@@ -48,6 +48,7 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("empty_cache", &fastnn::bind::empty_cache, "Free every cached result buffer.");
 
   fastnn::bind::bind_batch_norm(m);
+  fastnn::bind::bind_optim(m);
   fastnn::bind::bind_stream(m);
   fastnn::bind::bind_dropout(m);
   fastnn::bind::bind_channel_activations(m);

@@ -7,6 +7,7 @@ namespace fastnn {
 namespace bind {
 
 void bind_batch_norm(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);
 void bind_stream(pybind11::module_& m);
 void bind_dropout(pybind11::module_& m);
 void bind_channel_activations(pybind11::module_& m);

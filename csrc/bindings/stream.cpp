@@ -72,6 +72,21 @@ void stream_inplace(py::list arrays_obj, double factor) {
                                               fastnn::cpu::num_threads());
 }
 
+void stream_update(py::handle src_obj, py::list arrays_obj) {
+  const Arg src = float32_stream_arg(src_obj, "src", false);
+  std::vector<Arg> arrays;
+  std::vector<float*> ptrs;
+  for (py::handle obj : arrays_obj) {
+    arrays.push_back(float32_stream_arg(obj, "arrays[i]", true));
+    if (arrays.back().array.size() != src.array.size())
+      throw py::value_error("arrays must all have the size of src");
+    ptrs.push_back(arrays.back().data<float>());
+  }
+  py::gil_scoped_release release;
+  fastnn::cpu::kernels().stream.update_inplace(src.cdata<float>(), ptrs.data(), int64_t(ptrs.size()),
+                                               src.array.size(), fastnn::cpu::num_threads());
+}
+
 }  // namespace
 
 void bind_stream(py::module_& m) {
@@ -83,6 +98,9 @@ void bind_stream(py::module_& m) {
         "Memory floor: out = a + b over float32 arrays (two streams read, one written).");
   m.def("stream_inplace", &stream_inplace, py::arg("arrays"), py::arg("factor") = 1.0,
         "Memory floor: read and write each float32 array in place (a *= factor).");
+  m.def("stream_update", &stream_update, py::arg("src"), py::arg("arrays"),
+        "Memory floor of an optimizer step: read src, read and write each array in one pass "
+        "(a += src).");
 }
 
 }  // namespace bind

@@ -20,6 +20,7 @@ namespace cpu {
   X(dropout)                      \
   X(channel_activations)          \
   X(activations)                  \
+  X(optim)                        \
   /* (each line ends in a backslash) */
 
 #define FASTNN_DECLARE_FILL(family) void fill_##family(KernelTable& table);

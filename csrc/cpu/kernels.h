@@ -4,6 +4,8 @@
 #pragma once
 #include <stdint.h>
 
+#include "fastnn/optim_math.h"
+
 namespace fastnn {
 namespace cpu {
 
@@ -88,6 +90,32 @@ struct StreamKernels {
   double (*read)(const float* src, int64_t n, int threads);               // sum, read only
   void (*add)(const float* a, const float* b, float* out, int64_t n, int threads);  // 2 reads, 1 write
   void (*scale_inplace)(float* const* arrays, int64_t k, int64_t n, float factor, int threads);  // k arrays r+w
+  void (*update_inplace)(const float* src, float* const* arrays, int64_t k, int64_t n, int threads);  // src read, k arrays r+w
+};
+
+// One optimizer step over a group of `count` parameters (multi-tensor). Tensor i has
+// sizes[i] elements; its state arrays are state[k][i] (which k a rule uses: see
+// fastnn/optim_math.h), its step-dependent scalars coef[k][i] (float64) and has_state[i]
+// (SGD: the momentum buffer exists). Every array is read once and written once.
+template <class T>
+struct OptimArgs {
+  int64_t count;
+  const int64_t* sizes;
+  T* const* param;
+  const T* const* grad;
+  T* const* state[3];
+  const double* coef[2];
+  const unsigned char* has_state;
+  fastnn::OptimHyper hyper;
+  bool check_finite;  // scan the gradients first; any inf or NaN: write nothing
+  int threads;
+};
+
+template <class T>
+struct OptimKernels {
+  bool (*step)(const OptimArgs<T>&);  // false: a gradient held inf or NaN, nothing written
+  // True when no element of the count arrays is inf or NaN (read-only pass).
+  bool (*all_finite)(const T* const* arrays, const int64_t* sizes, int64_t count, int threads);
 };
 
 // Dropout over n elements: y = x * (keep ? scale : 0), keep from the mask rule of
@@ -151,6 +179,8 @@ struct KernelTable {
   ChannelActivationKernels<double> chact_f64;
   ActivationKernels<float> act_f32;
   ActivationKernels<double> act_f64;
+  OptimKernels<float> optim_f32;
+  OptimKernels<double> optim_f64;
 };
 
 }  // namespace cpu

@@ -11,9 +11,10 @@ from . import _backend, _cpu
 from . import functional
 from . import functional as F
 from . import random
+from . import nn, optim
 
 __version__ = _cpu.__version__
-__all__ = ["F", "functional", "info", "set_num_threads", "get_num_threads", "empty_cache",
+__all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "empty_cache",
            "__version__"]
 
 

@@ -1,0 +1,90 @@
+"""Layers and their parameters (PyTorch names). So far: ``Parameter``, what the
+optimizers in ``fastnn.optim`` update; modules and layers build on it."""
+
+import numpy as np
+
+__all__ = ["Parameter"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_data(data, name):
+    if not isinstance(data, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(data).__name__}")
+    if data.dtype not in _FLOATS:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {data.dtype}")
+    if not data.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (numpy.ascontiguousarray makes a copy)")
+    if not data.flags.writeable:
+        raise ValueError(f"{name} is read-only; a parameter is updated in place")
+
+
+class Parameter:
+    """A trainable array: ``.data`` (a float32 or float64, C-contiguous, writeable NumPy
+    array, never copied) and ``.grad`` (None, or an array of the same shape and dtype).
+
+    Optimizers update ``.data`` in place, so views of it stay valid. ``shape``, ``dtype``,
+    ``ndim``, ``size()``, ``numel()`` and ``dim()`` read as in PyTorch;
+    ``numpy.asarray(p)`` is ``p.data``."""
+
+    __slots__ = ("_data", "_grad", "requires_grad", "__weakref__")
+
+    def __init__(self, data, requires_grad=True):
+        _check_data(data, "data")
+        self._data = data
+        self._grad = None
+        self.requires_grad = bool(requires_grad)
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        _check_data(value, "data")
+        self._data = value
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"grad must be None or a numpy.ndarray, got {type(value).__name__}")
+            if value.dtype != self._data.dtype:
+                raise TypeError(f"grad has dtype {value.dtype} but the parameter has {self._data.dtype}")
+            if value.shape != self._data.shape:
+                raise ValueError(f"grad has shape {value.shape} but the parameter has {self._data.shape}")
+        self._grad = value
+
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def size(self, dim=None):
+        """The shape (torch.Tensor.size), or its extent along ``dim``."""
+        return self._data.shape if dim is None else self._data.shape[dim]
+
+    def numel(self):
+        return self._data.size
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype) != self._data.dtype:
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
+
+    def __repr__(self):
+        return f"Parameter containing:\n{self._data!r}"
