@@ -22,29 +22,32 @@ inline int64_t chunk_len(int64_t t, int64_t n) {
   return rest < kChunk ? rest : kChunk;
 }
 
-// y = f(x), two vectors per step: one vector's math is a long dependency chain (a
-// single register on AVX-512), and two independent chains keep the units busy. Both
-// are loaded before either is stored, so y == x is fine.
+// Vectors per step: one vector's math is a long dependency chain (no FMA contraction,
+// so each polynomial step is a multiply then an add), and independent chains keep the
+// units busy. AVX-512 has 32 registers and one per Vec16<float>: 4 chains; narrower
+// levels hold a Vec16 in 2 or 4 registers: 2 chains. The bits don't depend on it.
+constexpr int kUnroll = kRegisterBytes == 64 ? 4 : 2;
+
+// y = f(x), kUnroll vectors per step. All are loaded before any is stored, so y == x is fine.
 template <class T, class F>
-inline void map32(const T* x, T* y, int64_t n, const F& f) {
+inline void map_unrolled(const T* x, T* y, int64_t n, const F& f) {
   int64_t i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    const Vec16<T> a = f(load16(x + i)), b = f(load16(x + i + kLanes));
-    store16(y + i, a);
-    store16(y + i + kLanes, b);
+  for (; i + kUnroll * kLanes <= n; i += kUnroll * kLanes) {
+    Vec16<T> v[kUnroll];
+    for (int u = 0; u < kUnroll; ++u) v[u] = f(load16(x + i + u * kLanes));
+    for (int u = 0; u < kUnroll; ++u) store16(y + i + u * kLanes, v[u]);
   }
   map16(x + i, y + i, n - i, f);
 }
 
-// z = f(a, b), two vectors per step; z may be a or b.
+// z = f(a, b), kUnroll vectors per step; z may be a or b.
 template <class T, class F>
-inline void map32(const T* a, const T* b, T* z, int64_t n, const F& f) {
+inline void map_unrolled(const T* a, const T* b, T* z, int64_t n, const F& f) {
   int64_t i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    const Vec16<T> u = f(load16(a + i), load16(b + i));
-    const Vec16<T> v = f(load16(a + i + kLanes), load16(b + i + kLanes));
-    store16(z + i, u);
-    store16(z + i + kLanes, v);
+  for (; i + kUnroll * kLanes <= n; i += kUnroll * kLanes) {
+    Vec16<T> v[kUnroll];
+    for (int u = 0; u < kUnroll; ++u) v[u] = f(load16(a + i + u * kLanes), load16(b + i + u * kLanes));
+    for (int u = 0; u < kUnroll; ++u) store16(z + i + u * kLanes, v[u]);
   }
   map16(a + i, b + i, z + i, n - i, f);
 }
@@ -54,7 +57,7 @@ template <class T, class F>
 void map_chunks(const T* x, T* y, int64_t n, int threads, const F& f) {
   parallel_for(chunks(n), threads, [&](int64_t t) {
     const int64_t o = t * kChunk;
-    map32(x + o, y + o, chunk_len(t, n), f);
+    map_unrolled(x + o, y + o, chunk_len(t, n), f);
   });
 }
 
@@ -88,7 +91,7 @@ void backward(Activation op, const T* dy, const T* x, T* dx, int64_t n, Activati
   with_activation<T>(op, p, [&](const auto& f) {
     parallel_for(chunks(n), threads, [&](int64_t t) {
       const int64_t o = t * kChunk;
-      map32(dy + o, x + o, dx + o, chunk_len(t, n),
+      map_unrolled(dy + o, x + o, dx + o, chunk_len(t, n),
             [&f](const auto& g, const auto& v) { return g * f.grad(v); });
     });
   });

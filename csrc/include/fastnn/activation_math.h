@@ -143,10 +143,15 @@ template <class V> FASTNN_VM V pow2_from_rounded(const V& t) {
 }
 
 // expm1 on the reduced range |r| <= ln2/2 (Taylor: 7 terms float32, 13 float64).
-template <class V> FASTNN_VM V expm1_reduced(const V& r) {
+// kShort (the activations, which need only their own end accuracy): float32 r + r^2 q
+// with q of 4 terms fitted for relative error (expm1 5e-7, exp 2e-7); float64 as full.
+template <bool kShort = false, class V> FASTNN_VM V expm1_reduced(const V& r) {
   typedef typename Lane<V>::type T;
   V q;
-  if (sizeof(T) == 4)
+  if (sizeof(T) == 4 && kShort)
+    q = poly<T>(r, 0.49999395595318785, 0.16666832976176266, 0.04187378207166078,
+                0.00833809598787229);
+  else if (sizeof(T) == 4)
     q = poly<T>(r, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040);
   else
     q = poly<T>(r, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
@@ -180,23 +185,24 @@ template <class V> FASTNN_VM V vexp(V x) {
   return scale_exp(expm1_reduced(r), t, k);
 }
 
-// exp(x) for x <= 0 (or NaN), as the kernels need it: one scaling (2^k stays normal),
-// results below the smallest normal flushed to 0. Cheaper than vexp.
+// exp(x) for x <= 0 (or NaN), as the activations need it: one scaling (2^k stays
+// normal), results below the smallest normal flushed to 0, the short polynomial
+// (float32 relative error 2e-7 + rounding). Cheaper than vexp.
 template <class V> FASTNN_VM V vexp_nonpos(const V& x) {
   typedef typename Lane<V>::type T;
   V t, k, r;
   exp_reduce(x, t, k, r);
-  const V y = (expm1_reduced(r) + T(1)) * pow2_from_rounded(t);
+  const V y = (expm1_reduced<true>(r) + T(1)) * pow2_from_rounded(t);
   return vselect(x < Fmt<T>::kNormalExpLo, T(0), y);
 }
 
 // expm1(x) for x <= 0 (or NaN): 2^k expm1(r) + (2^k - 1), 2^k normal.
-template <class V> FASTNN_VM V vexpm1_nonpos(const V& x) {
+template <bool kShort = false, class V> FASTNN_VM V vexpm1_nonpos(const V& x) {
   typedef typename Lane<V>::type T;
   V t, k, r;
   exp_reduce(vmax(x, Fmt<T>::kExpm1Lo), t, k, r);
   const V scale = pow2_from_rounded(t);
-  return expm1_reduced(r) * scale + (scale - T(1));
+  return expm1_reduced<kShort>(r) * scale + (scale - T(1));
 }
 
 // exp(-s * x^2) for s = 1 or 1/2, with x^2 carried in two parts (x = xh + xl, xh of
@@ -282,9 +288,9 @@ template <class V> FASTNN_VM V vlog1p(const V& x) {
 }
 
 // tanh(|x|) = -expm1(-2|x|) / (2 + expm1(-2|x|)), sign restored.
-template <class V> FASTNN_VM V vtanh(const V& x) {
+template <bool kShort = false, class V> FASTNN_VM V vtanh(const V& x) {
   typedef typename Lane<V>::type T;
-  const V em = vexpm1_nonpos(vabs(x) * T(-2));
+  const V em = vexpm1_nonpos<kShort>(vabs(x) * T(-2));
   return copysign_of((T(0) - em) / (em + T(2)), x);
 }
 
@@ -347,11 +353,11 @@ template <class V> FASTNN_VM V normal_cdf(const V& x, V& e) {
     e = vexp_nonpos((u * u) * T(-0.5));
     const V q = T(1) / (u + T(3));
     const V z = (u - T(3)) * q;
-    const V m = poly<T>(z, 0.12151395818278922, -0.08488863046574512, 0.03833572998489712,
-                        -0.007877450213456639, -0.0017388566264079815, 0.0011620427508696341,
-                        0.000155626281421379, -0.00017129097953779882, -2.1281299650548337e-05,
-                        2.0529234494135612e-05);
-    const V tail = e * ((q * T(6)) * m);
+    const V m6 = poly<T>(z, 0.7290837490967353, -0.5093317827944707, 0.23001437990938273,
+                         -0.04726470128073983, -0.010433139758447889, 0.006972256505217805,
+                         0.000933757688528274, -0.001027745877226793, -0.00012768779790329002,
+                         0.00012317540696481368);  // 6 M(z)
+    const V tail = e * (q * m6);
     return vselect(x < T(0), tail, T(1) - tail);
   }
   e = exp_neg_sq(u, T(0.5));
@@ -373,14 +379,15 @@ template <class V> FASTNN_VM void sigmoid_pair(const V& x, V& s_pos, V& s_neg) {
 // A derivative f' near its root x0 = x0_hi + x0_lo, as d * (c0 + d * (c1 + ...)) with
 // d = (x - x0_hi) - x0_lo (the subtraction is exact there) and c the Taylor
 // coefficients f^(n+2)(x0) / (n+1)!: relative accuracy where Phi(x) + x phi(x) and the
-// like cancel. Used for |x - x0| < 0.03 (float32) or 1e-3 (float64).
+// like cancel. Used for |x - x0| < 0.03 (float32) or 1e-3 (float64); the first omitted
+// term is below 4e-8 (float32) or 4e-14 (float64) relative there.
 template <class V>
 FASTNN_VM V near_root(const V& x, const V& away, double x0, double x0_lo, double c0, double c1,
-                      double c2, double c3, double c4) {
+                      double c2, double c3) {
   typedef typename Lane<V>::type T;
   const T hi = T(x0), lo = T((x0 - double(hi)) + x0_lo);
   const V d = (x - hi) - lo;
-  const V near = d * poly<T>(d, c0, c1, c2, c3, c4);
+  const V near = d * poly<T>(d, c0, c1, c2, c3);
   return vselect(vabs(d) < T(sizeof(T) == 4 ? 0.03 : 1e-3), near, away);
 }
 
@@ -411,7 +418,7 @@ template <class T> struct LeakyRelu {
 template <class T> struct Elu {
   T alpha, scale, alpha_scale;
   template <class V> FASTNN_VM V forward(const V& x) const {
-    return vselect(x > T(0), x * scale, vexpm1_nonpos(vmin(x, T(0))) * alpha_scale);
+    return vselect(x > T(0), x * scale, vexpm1_nonpos<true>(vmin(x, T(0))) * alpha_scale);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     return vselect(x > T(0), scale, vexp_nonpos(vmin(x, T(0))) * alpha_scale);
@@ -432,34 +439,32 @@ struct Gelu {
     const V p = normal_cdf(x, e);
     const V away = p + vmax(vmin(x, T(40)), T(-40)) * (e * T(0.39894228040143267794));
     return near_root(x, away, -0.7517915246935645, 1.4956759177009883e-17, 0.4314939923140469,
-                     0.388284982990552, -0.018199676398671087, -0.1140082332972217,
-                     -0.014771522148244337);
+                     0.388284982990552, -0.018199676398671087, -0.1140082332972217);
   }
 };
 
 // x * sigma(2z), z = sqrt(2/pi) (x + 0.044715 x^3) (= 0.5 x (1 + tanh z));
-// f' = sigma(2z) + 2 x sigma(2z) sigma(-2z) z'.
+// f' = sigma(2z) + x sigma(2z) sigma(-2z) (2z)'.
 struct GeluTanh {
-  template <class V> FASTNN_VM static V z_of(const V& x) {
+  template <class V> FASTNN_VM static V two_z(const V& x) {
     typedef typename Lane<V>::type T;
-    return (x + (x * (x * x)) * T(0.044715)) * T(0.79788456080286535588);
+    return (x + (x * (x * x)) * T(0.044715)) * T(2 * 0.79788456080286535588);
   }
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
     V sp, sn;
-    sigmoid_pair(z_of(x) * T(2), sp, sn);
+    sigmoid_pair(two_z(x), sp, sn);
     return vselect(x < T(-100), T(0), x * sp);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     const V xc = vmax(vmin(x, T(100)), T(-100));
     V sp, sn;
-    sigmoid_pair(z_of(xc) * T(2), sp, sn);
-    const V dz = (T(1) + (xc * xc) * T(3 * 0.044715)) * T(0.79788456080286535588);
-    const V away = sp + ((xc * T(2)) * (sp * sn)) * dz;
+    sigmoid_pair(two_z(xc), sp, sn);
+    const V dz2 = (T(1) + (xc * xc) * T(3 * 0.044715)) * T(2 * 0.79788456080286535588);
+    const V away = sp + (xc * (sp * sn)) * dz2;
     return near_root(x, away, -0.7524614220710163, 3.635560509207687e-17, 0.4304000910248585,
-                     0.38751844613578895, -0.01578285352184803, -0.11394448308095899,
-                     -0.01661932834305256);
+                     0.38751844613578895, -0.01578285352184803, -0.11394448308095899);
   }
 };
 
@@ -477,7 +482,7 @@ struct Sigmoid {
 };
 
 struct Tanh {
-  template <class V> FASTNN_VM V forward(const V& x) const { return vtanh(x); }
+  template <class V> FASTNN_VM V forward(const V& x) const { return vtanh<true>(x); }
   // 1 - tanh^2 = 4 e / (1 + e)^2, e = exp(-2|x|): accurate in the tails.
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
@@ -502,7 +507,7 @@ struct Silu {
     sigmoid_pair(xc, sp, sn);
     return near_root(x, sp * (T(1) + xc * sn), -1.2784645427610737, -1.0946994183093437e-16,
                      0.2178117057198001, 0.1466487969969469, 0.018874814223782312,
-                     -0.015222655223188032, -0.006606589138356696);
+                     -0.015222655223188032);
   }
 };
 
@@ -514,11 +519,10 @@ template <class T> struct Softplus {
     const V bx = x * beta;
     const V e = vexp_nonpos(T(0) - vabs(bx));
     V log1p_e;
-    if (sizeof(T) == 4)  // log1p(e) / e fitted on [0, 1] (relative error 3e-8): no division
-      log1p_e = e * poly<T>(e, 0.9999999945431184, -0.4999989089855907, 0.33329665491783117,
-                            -0.24951167191536186, 0.19661017875845796, -0.15263273655300136,
-                            0.10532950614261974, -0.05626952583495453, 0.01948768609450481,
-                            -0.003163999359682193);
+    if (sizeof(T) == 4)  // log1p(e) / e fitted on [0, 1] (relative error 2e-7): no division
+      log1p_e = e * poly<T>(e, 0.999999805658964, -0.4999740531810924, 0.33275478537579795,
+                            -0.24495455456192786, 0.17745220488924324, -0.10768140669336848,
+                            0.044089409582800915, -0.008539145204367967);
     else
       log1p_e = log1p_unit(e);
     const V soft = (vmax(bx, T(0)) + log1p_e) * inv_beta;
