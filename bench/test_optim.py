@@ -1,9 +1,8 @@
 """Optimizer steps: fastnn vs NumPy vs PyTorch CPU vs the memory floor, float32.
 
 Each group (optimizer, total parameters, layout) holds:
-  fastnn          the default optimizer (skip_if_nonfinite=True: one read-only pass over
-                  the gradients before the update)
-  fastnn_nocheck  skip_if_nonfinite=False: the update pass alone
+  fastnn          the default optimizer (skip_if_nonfinite=False): the update pass alone
+  fastnn_skip     skip_if_nonfinite=True: one read-only pass over the gradients first
   numpy           the update rule in NumPy, in place where NumPy allows
   torch_fused     torch.optim with fused=True (Adam, AdamW, SGD, Adagrad)
   torch_foreach   torch.optim with foreach=True
@@ -24,7 +23,7 @@ from fastnn.nn import Parameter
 
 SIZES = {"1M": 1 << 20, "16M": 1 << 24, "64M": 1 << 26}
 LAYOUTS = ["one", "mixed200"]
-IMPLS = ["fastnn", "fastnn_nocheck", "numpy", "torch_fused", "torch_foreach", "floor"]
+IMPLS = ["fastnn", "fastnn_skip", "numpy", "torch_fused", "torch_foreach", "floor"]
 
 # name: (fastnn class, torch class name, keyword arguments, state arrays, torch has fused)
 OPTIMIZERS = {
@@ -91,11 +90,11 @@ def test_optim_step(benchmark, name, size, layout, impl):
     sizes = split_sizes(total, layout)
     benchmark.group = f"optim {name} {size} {layout} float32"
     datas, grads = arrays(sizes, 0), arrays(sizes, 1)
-    if impl in ("fastnn", "fastnn_nocheck"):
+    if impl in ("fastnn", "fastnn_skip"):
         ps = [Parameter(d) for d in datas]
         for p, g in zip(ps, grads):
             p.grad = g
-        opt = cls(ps, **kw, skip_if_nonfinite=impl == "fastnn")
+        opt = cls(ps, **kw, skip_if_nonfinite=impl == "fastnn_skip")
         fn = opt.step
     elif impl == "numpy":
         states = [[np.zeros_like(d) for d in datas] for _ in range(n_states)]

@@ -133,7 +133,7 @@ def test_defaults_match_torch(torch):
         for key, v in ours.items():
             if key in theirs:
                 assert theirs[key] == v, (name, key)
-        assert ours["grad_scale"] == 1.0 and ours["skip_if_nonfinite"] is True
+        assert ours["grad_scale"] == 1.0 and ours["skip_if_nonfinite"] is False
 
 
 def test_groups_and_lr_changes_match_torch(torch):
@@ -330,7 +330,8 @@ def test_nonfinite_gradient_skips_the_whole_step(cls, kw, bad, groups, threads, 
     datas = make_params(np.float32, 11, [(100,), (20,), (100_000,)])
 
     def make(ps):
-        return cls([{"params": ps}] if groups == 1 else [{"params": ps[:2]}, {"params": ps[2:]}], **kw)
+        return cls([{"params": ps}] if groups == 1 else [{"params": ps[:2]}, {"params": ps[2:]}],
+                   **kw, skip_if_nonfinite=True)
 
     ps = [Parameter(d.copy()) for d in datas]
     opt = make(ps)
@@ -354,9 +355,10 @@ def test_nonfinite_gradient_skips_the_whole_step(cls, kw, bad, groups, threads, 
     assert_same_bits(snapshot(opt, ps), snapshot(opt_clean, clean))
 
 
-def test_nonfinite_without_skip_propagates_nan():
+@pytest.mark.parametrize("skip", [False, None], ids=["False", "default"])
+def test_nonfinite_without_skip_propagates_nan(skip):
     p = Parameter(np.ones(40, np.float32))
-    opt = optim.Adam([p], lr=0.1, skip_if_nonfinite=False)
+    opt = optim.Adam([p], lr=0.1) if skip is None else optim.Adam([p], lr=0.1, skip_if_nonfinite=skip)
     p.grad = np.ones(40, np.float32)
     p.grad[3] = np.nan
     p.grad[20] = np.inf
@@ -368,7 +370,8 @@ def test_nonfinite_without_skip_propagates_nan():
 
 def test_skip_is_per_group_option():
     a, b = Parameter(np.ones(4)), Parameter(np.ones(4))
-    opt = optim.SGD([{"params": [a]}, {"params": [b], "skip_if_nonfinite": False}], lr=1.0)
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "skip_if_nonfinite": False}], lr=1.0,
+                    skip_if_nonfinite=True)
     a.grad, b.grad = np.ones(4), np.full(4, np.inf)
     assert opt.step() is True  # only group 1 holds inf and it does not check
     np.testing.assert_array_equal(a.data, 0.0)

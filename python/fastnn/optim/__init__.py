@@ -64,7 +64,7 @@ class Optimizer:
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults, grad_scale=defaults.get("grad_scale", 1.0),
-                             skip_if_nonfinite=defaults.get("skip_if_nonfinite", True))
+                             skip_if_nonfinite=defaults.get("skip_if_nonfinite", False))
         self.state = defaultdict(dict)  # Parameter -> {name: array or step}, as torch
         self.param_groups = []
         if isinstance(params, (Parameter, np.ndarray)):
@@ -295,7 +295,7 @@ class SGD(Optimizer):
     _counts_steps = False
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
-                 *, maximize=False, grad_scale=1.0, skip_if_nonfinite=True):
+                 *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize, grad_scale=grad_scale,
@@ -330,7 +330,7 @@ class Adagrad(Optimizer):
     _rule = "adagrad"
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=True):
+                 eps=1e-10, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize, grad_scale=grad_scale,
@@ -356,7 +356,7 @@ class RMSprop(Optimizer):
     _rule = "rmsprop"
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=True):
+                 centered=False, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, maximize=maximize,
                                       grad_scale=grad_scale, skip_if_nonfinite=skip_if_nonfinite))
@@ -387,7 +387,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False, grad_scale=1.0,
-                 skip_if_nonfinite=True):
+                 skip_if_nonfinite=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay,
@@ -429,7 +429,7 @@ class AdamW(Adam):
     before the update), default weight_decay=1e-2."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=True):
+                 amsgrad=False, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          decoupled_weight_decay=True, grad_scale=grad_scale,
                          skip_if_nonfinite=skip_if_nonfinite)
