@@ -41,13 +41,27 @@ ActivationParams softplus_params(double beta, double threshold) {
   return {beta, threshold};
 }
 
-// y = f(x); out may be x.
-py::array forward(Activation op, ActivationParams p, py::handle x_obj, py::handle out_obj) {
-  const Arg x = ndarray_arg(x_obj, "x");
+// x checked, and y = out (which may be x) or a fresh array of x's shape and dtype.
+struct Unary {
+  Arg x;
+  Float ft;
+  Arg y;
+};
+
+Unary unary_args(py::handle x_obj, py::handle out_obj) {
+  Arg x = ndarray_arg(x_obj, "x");
   const Float ft = float_type(x);
   require_layout(x);
-  const Arg y = output_arg(out_obj, "out", x, shape_of(x.array));
+  Arg y = output_arg(out_obj, "out", x, shape_of(x.array));
   require_no_overlap({&y}, {&x, &y}, {{"out", "x"}});
+  return {x, ft, y};
+}
+
+// y = f(x); out may be x.
+py::array forward(Activation op, ActivationParams p, py::handle x_obj, py::handle out_obj) {
+  const Unary u = unary_args(x_obj, out_obj);
+  const Arg &x = u.x, &y = u.y;
+  const Float ft = u.ft;
   const int64_t n = x.array.size();
   {
     py::gil_scoped_release release;
@@ -91,11 +105,9 @@ py::array math_eval(const std::string& name, py::handle x_obj, py::handle out_ob
   while (fn < int(MathFunction::count) && name != names[fn]) ++fn;
   if (fn == int(MathFunction::count))
     throw py::value_error("unknown function '" + name + "'; expected exp, expm1, log1p, tanh or erf");
-  const Arg x = ndarray_arg(x_obj, "x");
-  const Float ft = float_type(x);
-  require_layout(x);
-  const Arg y = output_arg(out_obj, "out", x, shape_of(x.array));
-  require_no_overlap({&y}, {&x, &y}, {{"out", "x"}});
+  const Unary u = unary_args(x_obj, out_obj);
+  const Arg &x = u.x, &y = u.y;
+  const Float ft = u.ft;
   const int64_t n = x.array.size();
   {
     py::gil_scoped_release release;

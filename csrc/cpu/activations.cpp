@@ -16,12 +16,6 @@ namespace {
 
 constexpr int64_t kChunk = int64_t(1) << 15;  // values per task
 
-inline int64_t chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
-inline int64_t chunk_len(int64_t t, int64_t n) {
-  const int64_t rest = n - t * kChunk;
-  return rest < kChunk ? rest : kChunk;
-}
-
 // Vectors per step: one vector's math is a long dependency chain (no FMA contraction,
 // so each polynomial step is a multiply then an add), and independent chains keep the
 // units busy. AVX-512 has 32 registers and one per Vec16<float>: 4 chains; narrower
@@ -55,9 +49,9 @@ inline void map_unrolled(const T* a, const T* b, T* z, int64_t n, const F& f) {
 // y = f(x), chunk by chunk.
 template <class T, class F>
 void map_chunks(const T* x, T* y, int64_t n, int threads, const F& f) {
-  parallel_for(chunks(n), threads, [&](int64_t t) {
+  parallel_for(chunk_count(n, kChunk), threads, [&](int64_t t) {
     const int64_t o = t * kChunk;
-    map_unrolled(x + o, y + o, chunk_len(t, n), f);
+    map_unrolled(x + o, y + o, chunk_length(t, n, kChunk), f);
   });
 }
 
@@ -89,9 +83,9 @@ template <class T>
 void backward(Activation op, const T* dy, const T* x, T* dx, int64_t n, ActivationParams p,
               int threads) {
   with_activation<T>(op, p, [&](const auto& f) {
-    parallel_for(chunks(n), threads, [&](int64_t t) {
+    parallel_for(chunk_count(n, kChunk), threads, [&](int64_t t) {
       const int64_t o = t * kChunk;
-      map_unrolled(dy + o, x + o, dx + o, chunk_len(t, n),
+      map_unrolled(dy + o, x + o, dx + o, chunk_length(t, n, kChunk),
             [&f](const auto& g, const auto& v) { return g * f.grad(v); });
     });
   });

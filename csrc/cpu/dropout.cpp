@@ -112,7 +112,7 @@ inline void step_bits(const DropoutArgs<T>& a, int64_t e, int64_t len, uint64_t 
 
 template <class T>
 void dropout(const DropoutArgs<T>& args) {
-  const int64_t tasks = (args.n + kChunk - 1) / kChunk;
+  const int64_t tasks = chunk_count(args.n, kChunk);
   parallel_for(tasks, args.threads, [&args](int64_t t) {
     const DropoutArgs<T> a = args;  // a local copy: stores through y can't alias it
     const int64_t end = a.n < (t + 1) * kChunk ? a.n : (t + 1) * kChunk;

@@ -66,7 +66,7 @@ struct Chunks {
   Chunks(const int64_t* sizes, int64_t n) : first(n + 1), count(n) {
     first[0] = 0;
     for (int64_t i = 0; i < n; ++i) {
-      first[i + 1] = first[i] + (sizes[i] + kOptimChunk - 1) / kOptimChunk;
+      first[i + 1] = first[i] + chunk_count(sizes[i], kOptimChunk);
       elements += sizes[i];
     }
   }
@@ -83,8 +83,8 @@ struct Chunks {
       if (first[mid] <= t) lo = mid;
       else hi = mid - 1;
     }
-    const int64_t o = (t - first[lo]) * kOptimChunk, rest = sizes[lo] - o;
-    return {lo, o, rest < kOptimChunk ? rest : kOptimChunk};
+    const int64_t c = t - first[lo];
+    return {lo, c * kOptimChunk, chunk_length(c, sizes[lo], kOptimChunk)};
   }
 };
 

@@ -13,6 +13,14 @@
 
 FASTNN_CPU_NAMESPACE_BEGIN
 
+// n elements cut into tasks of `chunk` consecutive ones: how many tasks, and task t's
+// length (the last may be short).
+inline int64_t chunk_count(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
+inline int64_t chunk_length(int64_t t, int64_t n, int64_t chunk) {
+  const int64_t rest = n - t * chunk;
+  return rest < chunk ? rest : chunk;
+}
+
 // Runs body(t) for t in [0, n): contiguous ranges of tasks per thread.
 template <class F>
 inline void parallel_for(int64_t n, int threads, const F& body) {

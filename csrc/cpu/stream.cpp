@@ -13,46 +13,40 @@ namespace {
 
 constexpr int64_t kStreamChunk = int64_t(1) << 16;  // floats per task
 
-inline int64_t chunks(int64_t n) { return (n + kStreamChunk - 1) / kStreamChunk; }
-inline int64_t chunk_len(int64_t t, int64_t n) {
-  const int64_t rest = n - t * kStreamChunk;
-  return rest < kStreamChunk ? rest : kStreamChunk;
-}
-
 // dst = src, out of place.
 void stream_copy(const void* src, void* dst, int64_t bytes, int threads) {
   const int64_t n = bytes / 4;
-  parallel_for(chunks(n), threads, [&](int64_t t) {
+  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
     const int64_t o = t * kStreamChunk;
     memcpy(static_cast<float*>(dst) + o, static_cast<const float*>(src) + o,
-           sizeof(float) * chunk_len(t, n));
+           sizeof(float) * chunk_length(t, n, kStreamChunk));
   });
   if (bytes % 4) memcpy(static_cast<char*>(dst) + 4 * n, static_cast<const char*>(src) + 4 * n, bytes % 4);
 }
 
 // Reads n floats, writes nothing (returns their sum so the reads can't be dropped).
 double stream_read(const float* src, int64_t n, int threads) {
-  Scratch<double> part(chunks(n));
-  parallel_for(chunks(n), threads, [&](int64_t t) {
-    part[t] = lane_sum(src + t * kStreamChunk, chunk_len(t, n), [](auto v) { return v; });
+  Scratch<double> part(chunk_count(n, kStreamChunk));
+  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
+    part[t] = lane_sum(src + t * kStreamChunk, chunk_length(t, n, kStreamChunk), [](auto v) { return v; });
   });
   double total = 0;
-  for (int64_t t = 0; t < chunks(n); ++t) total += part[t];
+  for (int64_t t = 0; t < chunk_count(n, kStreamChunk); ++t) total += part[t];
   return total;
 }
 
 // out = a + b: two streams read, one written.
 void stream_add(const float* a, const float* b, float* out, int64_t n, int threads) {
-  parallel_for(chunks(n), threads, [&](int64_t t) {
+  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
     const int64_t o = t * kStreamChunk;
-    map16(a + o, b + o, out + o, chunk_len(t, n), [](auto u, auto v) { return u + v; });
+    map16(a + o, b + o, out + o, chunk_length(t, n, kStreamChunk), [](auto u, auto v) { return u + v; });
   });
 }
 
 // Reads and writes k arrays of n floats in place (a[i] *= factor).
 void stream_scale_inplace(float* const* arrays, int64_t k, int64_t n, float factor, int threads) {
-  parallel_for(chunks(n), threads, [&](int64_t t) {
-    const int64_t o = t * kStreamChunk, len = chunk_len(t, n);
+  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
+    const int64_t o = t * kStreamChunk, len = chunk_length(t, n, kStreamChunk);
     for (int64_t a = 0; a < k; ++a)
       map16(arrays[a] + o, arrays[a] + o, len, [factor](auto v) { return v * factor; });
   });
@@ -61,8 +55,8 @@ void stream_scale_inplace(float* const* arrays, int64_t k, int64_t n, float fact
 // The traffic of an optimizer step: src read once, k arrays read and written once,
 // all in one pass (a[i] += src[i]).
 void stream_update_inplace(const float* src, float* const* arrays, int64_t k, int64_t n, int threads) {
-  parallel_for(chunks(n), threads, [&](int64_t t) {
-    const int64_t o = t * kStreamChunk, len = chunk_len(t, n);
+  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
+    const int64_t o = t * kStreamChunk, len = chunk_length(t, n, kStreamChunk);
     int64_t i = o;
     for (; i + kLanes <= o + len; i += kLanes) {
       const Vec16<float> s = load16(src + i);
