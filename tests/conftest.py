@@ -10,7 +10,9 @@ num_threads   factory of context managers: ``with num_threads(2): ...`` sets the
 torch         the ``torch`` module; skips the test when torch is missing, unless the environment
               variable FASTNN_REQUIRE_TORCH=1 is set (CI), in which case the test fails.
 
-An autouse fixture also restores the SIMD level and thread count after every test, so that a
+stream_threshold  factory of context managers: ``with stream_threshold(0): ...`` makes every
+              elementwise pass stream its output past the cache (big arrays do by default).
+An autouse fixture also restores the SIMD level, thread count and stream threshold after every test, so that a
 test that fails half-way can't leak its settings into the next one.
 """
 
@@ -52,6 +54,18 @@ def _num_threads_cm(n):
         fastnn.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def _stream_threshold_cm(nbytes):
+    import fastnn
+
+    old = fastnn._cpu.stream_threshold()
+    fastnn._cpu.set_stream_threshold(nbytes)
+    try:
+        yield nbytes
+    finally:
+        fastnn._cpu.set_stream_threshold(old)
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_settings():
     fastnn = _fastnn_or_none()
@@ -60,7 +74,10 @@ def _restore_global_settings():
         return
     simd = fastnn._cpu.get_simd_level()
     threads = fastnn.get_num_threads()
+    stream = fastnn._cpu.stream_threshold()
     yield
+    if fastnn._cpu.stream_threshold() != stream:
+        fastnn._cpu.set_stream_threshold(stream)
     if fastnn._cpu.get_simd_level() != simd:
         fastnn._cpu.set_simd_level(simd)
     if fastnn.get_num_threads() != threads:
@@ -84,6 +101,12 @@ def simd_level():
 def num_threads():
     """``with num_threads(n):`` runs the block with ``n`` threads."""
     return _num_threads_cm
+
+
+@pytest.fixture
+def stream_threshold():
+    """``with stream_threshold(nbytes):`` streams the outputs of passes over more bytes."""
+    return _stream_threshold_cm
 
 
 @pytest.fixture

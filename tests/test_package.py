@@ -323,3 +323,29 @@ def test_memory_floor_loops_compute_what_they_stream():
     np.testing.assert_array_equal(d, b * 2)
     with pytest.raises(ValueError, match="same"):
         fastnn._cpu.stream_copy(a, out[:-1])
+
+
+def test_streamed_floor_loops_and_threshold(stream_threshold):
+    """Past the stream threshold the floor loops stream their stores: same bits, any alignment."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal(200_003).astype(np.float32)
+    a.view(np.uint32)[:3] = [0x7FC00001, 0xFF800000, 0x00000001]  # NaN payload, -inf, denormal
+    b = rng.standard_normal(a.size).astype(np.float32)
+    with stream_threshold(0):
+        for offset in range(4):
+            buf = np.zeros(a.size + 4, np.float32)
+            out = buf[offset:offset + a.size]
+            fastnn._cpu.stream_copy(a, out)
+            np.testing.assert_array_equal(out.view(np.uint32), a.view(np.uint32))
+            fastnn._cpu.stream_add(b, b, out)
+            np.testing.assert_array_equal(out, b + b)
+            assert not buf[:offset].any() and not buf[offset + a.size:].any()
+        raw = np.frombuffer(rng.bytes(1001), np.uint8)  # not a whole number of floats
+        raw_out = np.empty_like(raw)
+        fastnn._cpu.stream_copy(raw, raw_out)
+        np.testing.assert_array_equal(raw_out, raw)
+    with pytest.raises(ValueError, match="stream threshold must be >= 0"):
+        fastnn._cpu.set_stream_threshold(-1)
+    assert fastnn._cpu.stream_threshold() > 0

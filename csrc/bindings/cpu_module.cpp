@@ -41,6 +41,17 @@ PYBIND11_MODULE(_cpu, m) {
         },
         py::arg("n"));
   m.def("has_openmp", &fastnn::cpu::has_openmp);
+  m.def("stream_threshold", &fastnn::cpu::stream_threshold,
+        "Elementwise passes over more bytes than this stream their output past the cache.");
+  m.def("set_stream_threshold",
+        [](int64_t bytes) {
+          try {
+            fastnn::cpu::set_stream_threshold(bytes);
+          } catch (const std::invalid_argument& e) {
+            throw py::value_error(e.what());
+          }
+        },
+        py::arg("bytes"), "For tests and benchmarks; the default is the last-level cache's size.");
   m.def("cached_bytes", &fastnn::bind::cached_bytes,
         "Bytes of freed result buffers held for reuse.");
   m.def("cache_limit", &fastnn::bind::cache_limit);

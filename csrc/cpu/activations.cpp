@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "cpu/elementwise.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
@@ -15,45 +16,6 @@ FASTNN_CPU_NAMESPACE_BEGIN
 namespace {
 
 constexpr int64_t kChunk = int64_t(1) << 15;  // values per task
-
-// Vectors per step: one vector's math is a long dependency chain (no FMA contraction,
-// so each polynomial step is a multiply then an add), and independent chains keep the
-// units busy. AVX-512 has 32 registers and one per Vec16<float>: 4 chains; narrower
-// levels hold a Vec16 in 2 or 4 registers: 2 chains. The bits don't depend on it.
-constexpr int kUnroll = kRegisterBytes == 64 ? 4 : 2;
-
-// y = f(x), kUnroll vectors per step. All are loaded before any is stored, so y == x is fine.
-template <class T, class F>
-inline void map_unrolled(const T* x, T* y, int64_t n, const F& f) {
-  int64_t i = 0;
-  for (; i + kUnroll * kLanes <= n; i += kUnroll * kLanes) {
-    Vec16<T> v[kUnroll];
-    for (int u = 0; u < kUnroll; ++u) v[u] = f(load16(x + i + u * kLanes));
-    for (int u = 0; u < kUnroll; ++u) store16(y + i + u * kLanes, v[u]);
-  }
-  map16(x + i, y + i, n - i, f);
-}
-
-// z = f(a, b), kUnroll vectors per step; z may be a or b.
-template <class T, class F>
-inline void map_unrolled(const T* a, const T* b, T* z, int64_t n, const F& f) {
-  int64_t i = 0;
-  for (; i + kUnroll * kLanes <= n; i += kUnroll * kLanes) {
-    Vec16<T> v[kUnroll];
-    for (int u = 0; u < kUnroll; ++u) v[u] = f(load16(a + i + u * kLanes), load16(b + i + u * kLanes));
-    for (int u = 0; u < kUnroll; ++u) store16(z + i + u * kLanes, v[u]);
-  }
-  map16(a + i, b + i, z + i, n - i, f);
-}
-
-// y = f(x), chunk by chunk.
-template <class T, class F>
-void map_chunks(const T* x, T* y, int64_t n, int threads, const F& f) {
-  parallel_for(chunk_count(n, kChunk), threads, [&](int64_t t) {
-    const int64_t o = t * kChunk;
-    map_unrolled(x + o, y + o, chunk_length(t, n, kChunk), f);
-  });
-}
 
 // Calls body(functor) with the functor for op and its parameters.
 template <class T, class Body>
@@ -74,31 +36,32 @@ void with_activation(Activation op, ActivationParams p, const Body& body) {
 
 template <class T>
 void forward(Activation op, const T* x, T* y, int64_t n, ActivationParams p, int threads) {
+  const bool stream = streaming_pays(2 * n * int64_t(sizeof(T)));
   with_activation<T>(op, p, [&](const auto& f) {
-    map_chunks(x, y, n, threads, [&f](const auto& v) { return f.forward(v); });
+    map_chunks(y, n, kChunk, stream, threads, [&f](const auto& v) { return f.forward(v); }, x);
   });
 }
 
 template <class T>
 void backward(Activation op, const T* dy, const T* x, T* dx, int64_t n, ActivationParams p,
               int threads) {
+  const bool stream = streaming_pays(3 * n * int64_t(sizeof(T)));
   with_activation<T>(op, p, [&](const auto& f) {
-    parallel_for(chunk_count(n, kChunk), threads, [&](int64_t t) {
-      const int64_t o = t * kChunk;
-      map_unrolled(dy + o, x + o, dx + o, chunk_length(t, n, kChunk),
-            [&f](const auto& g, const auto& v) { return g * f.grad(v); });
-    });
+    map_chunks(dx, n, kChunk, stream, threads,
+               [&f](const auto& g, const auto& v) { return g * f.grad(v); }, dy, x);
   });
 }
 
 template <class T>
 void math(MathFunction fn, const T* x, T* y, int64_t n, int threads) {
+  const bool stream = streaming_pays(2 * n * int64_t(sizeof(T)));
+  const auto map = [&](const auto& f) { map_chunks(y, n, kChunk, stream, threads, f, x); };
   switch (fn) {
-    case MathFunction::exp: return map_chunks(x, y, n, threads, [](const auto& v) { return vexp(v); });
-    case MathFunction::expm1: return map_chunks(x, y, n, threads, [](const auto& v) { return vexpm1(v); });
-    case MathFunction::log1p: return map_chunks(x, y, n, threads, [](const auto& v) { return vlog1p(v); });
-    case MathFunction::tanh: return map_chunks(x, y, n, threads, [](const auto& v) { return vtanh(v); });
-    case MathFunction::erf: return map_chunks(x, y, n, threads, [](const auto& v) { return verf(v); });
+    case MathFunction::exp: return map([](const auto& v) { return vexp(v); });
+    case MathFunction::expm1: return map([](const auto& v) { return vexpm1(v); });
+    case MathFunction::log1p: return map([](const auto& v) { return vlog1p(v); });
+    case MathFunction::tanh: return map([](const auto& v) { return vtanh(v); });
+    case MathFunction::erf: return map([](const auto& v) { return verf(v); });
     case MathFunction::count: break;
   }
 }

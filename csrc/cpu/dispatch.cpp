@@ -2,6 +2,8 @@
 // (read by the Python package) or set_simd_level() may choose a lower one.
 #include "cpu/dispatch.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <stdexcept>
 
@@ -103,6 +105,14 @@ int default_threads() {
 
 std::atomic<int> g_threads{default_threads()};
 
+// The last-level cache's size (sysconf knows it on glibc; 32 MiB if it doesn't).
+int64_t default_stream_threshold() {
+  const long bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return bytes > 0 ? int64_t(bytes) : int64_t(32) << 20;
+}
+
+std::atomic<int64_t> g_stream_threshold{default_stream_threshold()};
+
 }  // namespace
 
 const KernelTable& kernels() { return *g_table.load(std::memory_order_acquire); }
@@ -145,6 +155,13 @@ bool has_openmp() {
 #else
   return false;
 #endif
+}
+
+int64_t stream_threshold() { return g_stream_threshold.load(std::memory_order_relaxed); }
+
+void set_stream_threshold(int64_t bytes) {
+  if (bytes < 0) throw std::invalid_argument("stream threshold must be >= 0 bytes, got " + std::to_string(bytes));
+  g_stream_threshold.store(bytes, std::memory_order_relaxed);
 }
 
 }  // namespace cpu

@@ -14,6 +14,9 @@ void set_simd_level(const std::string& name); // throws std::invalid_argument
 int num_threads();
 void set_num_threads(int n);                  // n >= 1
 bool has_openmp();
+// Outputs of passes over more bytes than this are streamed past the cache (simd.h).
+int64_t stream_threshold();
+void set_stream_threshold(int64_t bytes);  // bytes >= 0; throws std::invalid_argument
 
 }  // namespace cpu
 }  // namespace fastnn

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu/elementwise.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
@@ -13,14 +14,20 @@ namespace {
 
 constexpr int64_t kStreamChunk = int64_t(1) << 16;  // floats per task
 
-// dst = src, out of place.
+// dst = src, out of place; past the cache's size, as floats with streaming stores
+// (the least traffic a copy can make).
 void stream_copy(const void* src, void* dst, int64_t bytes, int threads) {
   const int64_t n = bytes / 4;
-  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
-    const int64_t o = t * kStreamChunk;
-    memcpy(static_cast<float*>(dst) + o, static_cast<const float*>(src) + o,
-           sizeof(float) * chunk_length(t, n, kStreamChunk));
-  });
+  if (streaming_pays(2 * bytes)) {
+    map_chunks(static_cast<float*>(dst), n, kStreamChunk, true, threads,
+               [](const auto& v) { return v; }, static_cast<const float*>(src));
+  } else {
+    parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
+      const int64_t o = t * kStreamChunk;
+      memcpy(static_cast<float*>(dst) + o, static_cast<const float*>(src) + o,
+             sizeof(float) * chunk_length(t, n, kStreamChunk));
+    });
+  }
   if (bytes % 4) memcpy(static_cast<char*>(dst) + 4 * n, static_cast<const char*>(src) + 4 * n, bytes % 4);
 }
 
@@ -35,12 +42,10 @@ double stream_read(const float* src, int64_t n, int threads) {
   return total;
 }
 
-// out = a + b: two streams read, one written.
+// out = a + b: two streams read, one written (streamed past the cache's size).
 void stream_add(const float* a, const float* b, float* out, int64_t n, int threads) {
-  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
-    const int64_t o = t * kStreamChunk;
-    map16(a + o, b + o, out + o, chunk_length(t, n, kStreamChunk), [](auto u, auto v) { return u + v; });
-  });
+  map_chunks(out, n, kStreamChunk, streaming_pays(12 * n), threads,
+             [](const auto& u, const auto& v) { return u + v; }, a, b);
 }
 
 // Reads and writes k arrays of n floats in place (a[i] *= factor).
