@@ -162,6 +162,25 @@ def test_same_bits_any_threads_and_simd_level(simd_levels, simd_level, num_threa
         assert_same_bits(dx_regen, dx)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_output_same_bits(simd_levels, simd_level, stream_threshold, dtype):
+    # Big outputs aligned to 64 bytes are streamed past the cache; others are not.
+    n = 32768 * 3 + 77
+    x = rand_x((n,), dtype)
+    keep = ref_keep(n, 0.3, 7, 11)
+    itemsize = np.dtype(dtype).itemsize
+    buf = np.zeros(n + 64, dtype)
+    aligned = (-buf.ctypes.data % 64) // itemsize
+    for level in simd_levels:
+        with simd_level(level), stream_threshold(0):
+            for start in (aligned, aligned + 1):
+                out = buf[start:start + n]
+                y, m = F.dropout(x, 0.3, seed=7, offset=11, out=(out, None))
+                assert y is out
+                assert_same_bits(y, ref_dropout(x, keep, 0.3))
+                assert_same_bits(m, packbits(keep))
+
+
 def test_threshold_is_exact_and_rounds_half_to_even():
     # thresholds placed on the words themselves: r >= round(p * 2**32) with ties to even
     n, seed = 64, 9

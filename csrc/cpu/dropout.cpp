@@ -113,7 +113,11 @@ inline void step_bits(const DropoutArgs<T>& a, int64_t e, int64_t len, uint64_t 
 template <class T>
 void dropout(const DropoutArgs<T>& args) {
   const int64_t tasks = chunk_count(args.n, kChunk);
-  parallel_for(tasks, args.threads, [&args](int64_t t) {
+  // y streamed past the cache when it is too big to stay there; every step's stores
+  // are then aligned if y is (steps are kStep values apart).
+  const bool stream = args.x && values_to_alignment(args.y) == 0 &&
+                      streaming_pays(2 * args.n * int64_t(sizeof(T)) + args.n / 8);
+  parallel_for(tasks, args.threads, [&args, stream](int64_t t) {
     const DropoutArgs<T> a = args;  // a local copy: stores through y can't alias it
     const int64_t end = a.n < (t + 1) * kChunk ? a.n : (t + 1) * kChunk;
     for (int64_t e = t * kChunk; e < end; e += kStep) {
@@ -131,15 +135,20 @@ void dropout(const DropoutArgs<T>& args) {
       if (!a.x) continue;
       // y = x * factor, factor = scale or 0: NaN and inf stay NaN, as x * mask * scale does
       if (len == kStep) {
-        for (int k = 0; k < kStep / kLanes; ++k)
-          store16(a.y + e + k * kLanes,
-                  load16(a.x + e + k * kLanes) *
-                      select_bits16(uint32_t(bits[k / 4] >> (k % 4 * kLanes)), a.scale));
+        for (int k = 0; k < kStep / kLanes; ++k) {
+          const Vec16<T> y = load16(a.x + e + k * kLanes) *
+                             select_bits16(uint32_t(bits[k / 4] >> (k % 4 * kLanes)), a.scale);
+          if (stream)
+            stream16(a.y + e + k * kLanes, y);
+          else
+            store16(a.y + e + k * kLanes, y);
+        }
       } else {
         for (int64_t i = 0; i < len; ++i)
           a.y[e + i] = a.x[e + i] * ((bits[i / 64] >> (i % 64) & 1) ? a.scale : T(0));
       }
     }
+    if (stream) stream_fence();
   });
 }
 
