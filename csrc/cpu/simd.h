@@ -6,6 +6,7 @@
 // the same bits. (GCC keeps native-width vectors in registers; a 16-double generic
 // vector would go through the stack on every add.)
 #pragma once
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -192,6 +193,35 @@ template <class T>
 inline void store16(T* p, const Vec16<T>& v) {
   for (int k = 0; k < Vec16<T>::kRegisters; ++k)
     memcpy(p + k * Vec16<T>::kPerRegister, &v.r[k], sizeof v.r[k]);
+}
+
+// a * b + c with one rounding, lane by lane (fmadd in fastnn/activation_math.h says
+// why it is explicit). AVX2 and AVX-512 have the instruction; the baseline level gets
+// the same bits from libm's fma(), one lane at a time (slow, but exact).
+template <class R>
+inline R fma_register(R a, R b, R c) {
+#if defined(FASTNN_ISA_AVX512)
+  if constexpr (sizeof(a[0]) == 4) return R(_mm512_fmadd_ps(__m512(a), __m512(b), __m512(c)));
+  else return R(_mm512_fmadd_pd(__m512d(a), __m512d(b), __m512d(c)));
+#elif defined(FASTNN_ISA_AVX2)
+  if constexpr (sizeof(a[0]) == 4) return R(_mm256_fmadd_ps(__m256(a), __m256(b), __m256(c)));
+  else return R(_mm256_fmadd_pd(__m256d(a), __m256d(b), __m256d(c)));
+#else
+  R out;
+  for (int l = 0; l < int(sizeof(R) / sizeof(a[0])); ++l) {
+    if constexpr (sizeof(a[0]) == 4) out[l] = fmaf(a[l], b[l], c[l]);
+    else out[l] = fma(a[l], b[l], c[l]);
+  }
+  return out;
+#endif
+}
+template <class T> inline const Vec16<T>& as_vec16(const Vec16<T>& v) { return v; }
+template <class T> inline Vec16<T> as_vec16(T s) { return broadcast16(s); }
+// b and c may be scalars.
+template <class T, class B, class C>
+inline Vec16<T> fmadd(const Vec16<T>& a, const B& b, const C& c) {
+  const Vec16<T> bv = as_vec16<T>(b), cv = as_vec16<T>(c);
+  return lanewise<T>([&](int k) { return fma_register(a.r[k], bv.r[k], cv.r[k]); });
 }
 
 // Non-temporal store of 16 values to p, aligned to kRegisterBytes: the lines go to

@@ -3,14 +3,15 @@
 // Every function is written once over a value type V: float or double (CUDA, and the
 // CPU's scalar tails) or Vec16<float> / Vec16<double> (cpu/simd.h). V needs + - * /,
 // comparisons giving a mask, vselect(mask, a, b), and bits_of / from_bits with integer
-// + - & | << >> on the bits. No libm call: the same operations in the same order give
-// the same bits on every SIMD level, the scalar tail and (up to the compiler keeping
-// FMA contraction off) the GPU.
+// + - & | << >> on the bits, and fmadd(a, b, c) = a * b + c rounded once. No libm call
+// but fma: the same operations in the same order give the same bits on every SIMD
+// level, the scalar tail and (with the compiler's own FMA contraction off) the GPU.
 //
 // Accuracy (tests/test_activations.py sweeps it): exp, expm1, log1p, tanh and erf are
 // within 4 ulp in float32 and 1e-14 relative in float64, over the whole range,
 // including +-0, denormals, +-inf and NaN.
 #pragma once
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -68,6 +69,11 @@ FASTNN_HD double from_bits(uint64_t u) {
   return x;
 #endif
 }
+// a * b + c with one rounding. Written out where the formulas want it, never left to
+// the compiler's contraction (which would differ between levels): the polynomials and
+// reductions cost half the operations, and the GPU has the same instruction.
+FASTNN_HD float fmadd(float a, float b, float c) { return fmaf(a, b, c); }
+FASTNN_HD double fmadd(double a, double b, double c) { return fma(a, b, c); }
 FASTNN_HD float vselect(bool m, float a, float b) { return m ? a : b; }
 FASTNN_HD double vselect(bool m, double a, double b) { return m ? a : b; }
 
@@ -112,11 +118,11 @@ template <> struct Fmt<double> {
 // c0 + x * (c1 + x * (c2 + ...)), coefficients rounded to the lane type.
 template <class T, class V>
 FASTNN_VM V poly(const V& x, double c0, double c1) {
-  return x * T(c1) + T(c0);
+  return fmadd(x, T(c1), T(c0));
 }
 template <class T, class V, class... C>
 FASTNN_VM V poly(const V& x, double c0, double c1, C... rest) {
-  return poly<T>(x, c1, rest...) * x + T(c0);
+  return fmadd(poly<T>(x, c1, rest...), x, T(c0));
 }
 
 template <class V> FASTNN_VM V vmin(const V& a, typename Lane<V>::type b) { return vselect(a > b, b, a); }  // NaN stays
@@ -157,15 +163,15 @@ template <bool kShort = false, class V> FASTNN_VM V expm1_reduced(const V& r) {
     q = poly<T>(r, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
                 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600,
                 1.0 / 6227020800.0);
-  return r + (r * r) * q;
+  return fmadd(r * r, q, r);
 }
 
 // x = k ln2 + r: t = k + kRound (integer-valued), r (|r| <= ln2/2 + rounding).
 template <class V> FASTNN_VM void exp_reduce(const V& x, V& t, V& k, V& r) {
   typedef typename Lane<V>::type T;
-  t = x * T(1.4426950408889634) + Fmt<T>::kRound;
+  t = fmadd(x, T(1.4426950408889634), Fmt<T>::kRound);
   k = t - Fmt<T>::kRound;
-  r = (x - k * Fmt<T>::kLn2Hi) - k * Fmt<T>::kLn2Lo;
+  r = fmadd(k, -Fmt<T>::kLn2Lo, fmadd(k, -Fmt<T>::kLn2Hi, x));
 }
 
 // (1 + p) * 2^k, with 2^k split in two so that results down to the smallest denormal
@@ -202,7 +208,7 @@ template <bool kShort = false, class V> FASTNN_VM V vexpm1_nonpos(const V& x) {
   V t, k, r;
   exp_reduce(vmax(x, Fmt<T>::kExpm1Lo), t, k, r);
   const V scale = pow2_from_rounded(t);
-  return expm1_reduced<kShort>(r) * scale + (scale - T(1));
+  return fmadd(expm1_reduced<kShort>(r), scale, scale - T(1));
 }
 
 // exp(-s * x^2) for s = 1 or 1/2, with x^2 carried in two parts (x = xh + xl, xh of
