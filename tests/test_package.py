@@ -314,12 +314,16 @@ def test_memory_floor_loops_compute_what_they_stream():
     out = np.empty_like(a)
     fastnn._cpu.stream_copy(a, out)
     np.testing.assert_array_equal(out, a)
-    fastnn._cpu.stream_add(a, b, out)
-    np.testing.assert_array_equal(out, a + b)
     assert fastnn._cpu.stream_read(a) == pytest.approx(float(a.astype(np.float64).sum()), rel=1e-12)
     c, d = a.copy(), b.copy()
-    fastnn._cpu.stream_inplace([c, d], 2.0)
-    np.testing.assert_array_equal(c, a * 2)
-    np.testing.assert_array_equal(d, b * 2)
+    out2 = np.empty_like(a)
+    fastnn._cpu.stream_pass([a, b], [out, out2], [c, d])  # s = a + b; out = out2 = s; c += s; d += s
+    s = a + b
+    for got, want in ((out, s), (out2, s), (c, a + s), (d, b + s)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="same size"):
+        fastnn._cpu.stream_pass([a], [out[:-1]])
+    with pytest.raises(ValueError, match="overlaps"):
+        fastnn._cpu.stream_pass([a], [a])
     with pytest.raises(ValueError, match="same"):
         fastnn._cpu.stream_copy(a, out[:-1])
