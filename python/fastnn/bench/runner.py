@@ -207,17 +207,18 @@ def plot(path, rows, m):
     y = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.22 * len(rows)))
     h = 0.4
-    ax.barh(y - h / 2, [r["speedup_numpy"] for r in rows], h, label="vs NumPy")
-    if any(r["speedup_torch"] for r in rows):
-        ax.barh(y + h / 2, [r["speedup_torch"] or 0 for r in rows], h, label="vs PyTorch")
+    for shift, key, label in ((-h / 2, "speedup_numpy", "vs NumPy"), (h / 2, "speedup_torch", "vs PyTorch")):
+        x = np.array([r[key] or 1.0 for r in rows])
+        if any(r[key] for r in rows):
+            ax.barh(y + shift, x - 1, h, left=1, label=label)  # from 1x: right faster, left slower
     ax.set_xscale("log")
     ax.axvline(1, color="black", linewidth=0.8)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("speed-up of fastnn (time of the other / fastnn's), log scale")
-    ax.set_title(header(m), fontsize=7)
-    ax.legend(loc="lower right")
+    ax.set_title(header(m).replace("; ", "\n", 1), fontsize=7)
+    ax.legend(loc="best")
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
