@@ -1,4 +1,5 @@
-"""Activations and softmax cross-entropy: the registry's cases (fastnn/bench/registry.py), grouped per case."""
+"""Activations and softmax cross-entropy: the registry's cases
+(fastnn/bench/registry.py), grouped per case."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""Batch norm, with and without the fused ReLU: the registry's cases (fastnn/bench/registry.py), grouped per case."""
+"""Batch norm, with and without the fused ReLU: the registry's cases
+(fastnn/bench/registry.py), grouped per case."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""Dropout (the backward also with the mask regenerated): the registry's cases (fastnn/bench/registry.py), grouped per case."""
+"""Dropout (the backward also with the mask regenerated): the registry's cases
+(fastnn/bench/registry.py), grouped per case."""
 
 import pytest
 

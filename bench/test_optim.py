@@ -1,4 +1,5 @@
-"""Optimizer steps (one array and 200 of mixed sizes; PyTorch fused and foreach): the registry's cases (fastnn/bench/registry.py), grouped per case."""
+"""Optimizer steps (one array and 200 of mixed sizes; PyTorch fused and foreach): the
+registry's cases (fastnn/bench/registry.py), grouped per case."""
 
 import pytest
 

@@ -67,15 +67,19 @@ def _f32(a):  # a uint8 mask streams as float32 words (a last partial word left 
     return a.reshape(-1).view(np.uint8)[: a.nbytes // 4 * 4].view(np.float32)
 
 
+def stream(reads=(), writes=(), inplace=()):
+    """One pass of a Floor over float32 arrays of one size: `reads` read, `writes`
+    written out of place, `inplace` read and written."""
+    return tuple(tuple(_f32(a) for a in arrays) for arrays in (reads, writes, inplace))
+
+
 class Floor:
-    """The memory floor: native streaming passes, each over float32 arrays of one size,
-    reading `reads`, writing `writes` out of place and reading and writing `inplace`
-    (_cpu.stream_pass; a pass that only reads runs _cpu.stream_read). Its bytes are
-    the least any implementation of the case must move."""
+    """The memory floor: native streaming passes (stream(); run by _cpu.stream_pass, a
+    pass that only reads by _cpu.stream_read). Its bytes are the least any
+    implementation of the case must move."""
 
     def __init__(self, *passes):
-        self.passes = [tuple(tuple(_f32(a) for a in p.get(role, ()))
-                             for role in ("reads", "writes", "inplace")) for p in passes]
+        self.passes = passes
 
     def __call__(self):
         for reads, writes, inplace in self.passes:
@@ -96,13 +100,8 @@ class Floor:
         for r, w, k in self.passes:
             counts = [f"{verb} {len(arrays)}" for verb, arrays in
                       (("read", r), ("write", w), ("in place", k)) if arrays]
-            n = (r + w + k)[0].size
-            parts.append(", ".join(counts) + f" ({size_label(n)} each)")
+            parts.append(", ".join(counts) + f" ({size_label((r + w + k)[0].size)} each)")
         return " + ".join(parts)
-
-
-def stream(reads=(), writes=(), inplace=()):
-    return {"reads": reads, "writes": writes, "inplace": inplace}
 
 
 @dataclass
@@ -177,8 +176,8 @@ def _batch_norm(op, relu, layout, n, torch):
     def running():
         return np.zeros(C, np.float32), np.ones(C, np.float32)
 
-    fwd = F.batch_norm_forward(x, weight, bias, None, None, channel_axis=axis, activation=act)
-    y, mean, invstd = fwd
+    y, mean, invstd = F.batch_norm_forward(x, weight, bias, None, None, channel_axis=axis,
+                                           activation=act)
     out, dw, db = np.empty_like(x), np.empty_like(weight), np.empty_like(weight)
     rm_f, rv_f = running()
     rm_n, rv_n = running()
