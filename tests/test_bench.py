@@ -93,7 +93,7 @@ def test_sizes_parse():
 
 
 def test_cli_writes_the_table_and_json(tmp_path, capsys):
-    path = tmp_path / "r.json"
+    path = tmp_path / "new_dir" / "r.json"  # the directory is made
     assert main(["bench", "--quick", "--ops", "relu,dropout", "--sizes", "16K", "--threads", "1",
                  "--json", str(path)]) == 0
     out = capsys.readouterr()

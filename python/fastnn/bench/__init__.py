@@ -4,6 +4,7 @@ The cases live in ``registry`` (also used by the pytest-benchmark suites in benc
 ``runner`` times them and writes the table, the JSON and the plot.
 """
 
+import os
 import sys
 
 import fastnn
@@ -56,6 +57,9 @@ def main(args):
         torch.set_num_threads(threads)
     rounds, budget = (QUICK_ROUNDS, QUICK_BUDGET_S) if args.quick else (ROUNDS, BUDGET_S)
     m = runner.machine(torch, threads)
+    for path in (args.json, args.plot):
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
     rows = runner.run(cases, rounds=rounds, budget_s=budget, torch=torch)
     print(runner.table(rows, m, rounds, budget))
     if args.json:

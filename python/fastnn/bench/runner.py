@@ -138,20 +138,17 @@ class Progress:
         self.stream.flush()
 
 
-def run(cases, *, rounds, budget_s, torch, progress=True):
+def run(cases, *, rounds, budget_s, torch):
     rows = []
-    bar = Progress(len(cases)) if progress else None
+    bar = Progress(len(cases))
     for case in cases:
-        if bar:
-            bar.show(case.name)
+        bar.show(case.name)
         built = case.build(torch)
         rows.append(result_row(case, built, time_case(built, rounds, budget_s)))
         del built
         gc.collect()  # the next case's arrays reuse this one's memory
-        if bar:
-            bar.step()
-    if bar:
-        bar.close()
+        bar.step()
+    bar.close()
     return rows
 
 
