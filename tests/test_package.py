@@ -314,13 +314,17 @@ def test_memory_floor_loops_compute_what_they_stream():
     out = np.empty_like(a)
     fastnn._cpu.stream_copy(a, out)
     np.testing.assert_array_equal(out, a)
-    fastnn._cpu.stream_add(a, b, out)
-    np.testing.assert_array_equal(out, a + b)
     assert fastnn._cpu.stream_read(a) == pytest.approx(float(a.astype(np.float64).sum()), rel=1e-12)
     c, d = a.copy(), b.copy()
-    fastnn._cpu.stream_inplace([c, d], 2.0)
-    np.testing.assert_array_equal(c, a * 2)
-    np.testing.assert_array_equal(d, b * 2)
+    out2 = np.empty_like(a)
+    fastnn._cpu.stream_pass([a, b], [out, out2], [c, d])  # s = a + b; out = out2 = s; c += s; d += s
+    s = a + b
+    for got, want in ((out, s), (out2, s), (c, a + s), (d, b + s)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="same size"):
+        fastnn._cpu.stream_pass([a], [out[:-1]])
+    with pytest.raises(ValueError, match="overlaps"):
+        fastnn._cpu.stream_pass([a], [a])
     with pytest.raises(ValueError, match="same"):
         fastnn._cpu.stream_copy(a, out[:-1])
 
@@ -339,9 +343,15 @@ def test_streamed_floor_loops_and_threshold(stream_threshold):
             out = buf[offset:offset + a.size]
             fastnn._cpu.stream_copy(a, out)
             np.testing.assert_array_equal(out.view(np.uint32), a.view(np.uint32))
-            fastnn._cpu.stream_add(b, b, out)
-            np.testing.assert_array_equal(out, b + b)
+            buf2 = np.zeros(a.size + 4, np.float32)
+            out2 = buf2[offset:offset + a.size]
+            fastnn._cpu.stream_pass([a, b], [out, out2])
+            np.testing.assert_array_equal(out, a + b)
+            np.testing.assert_array_equal(out2, a + b)
             assert not buf[:offset].any() and not buf[offset + a.size:].any()
+            fastnn._cpu.stream_pass([b], [out, buf2[:a.size]])  # different alignments: plain stores
+            np.testing.assert_array_equal(out, b)
+            np.testing.assert_array_equal(buf2[:a.size], b)
         raw = np.frombuffer(rng.bytes(1001), np.uint8)  # not a whole number of floats
         raw_out = np.empty_like(raw)
         fastnn._cpu.stream_copy(raw, raw_out)

@@ -44,47 +44,42 @@ double stream_read(py::handle src_obj) {
                                             fastnn::cpu::num_threads());
 }
 
-void stream_add(py::handle a_obj, py::handle b_obj, py::handle out_obj) {
-  const Arg a = float32_stream_arg(a_obj, "a", false);
-  const Arg b = float32_stream_arg(b_obj, "b", false);
-  const Arg out = float32_stream_arg(out_obj, "out", true);
-  if (a.array.size() != b.array.size() || a.array.size() != out.array.size())
-    throw py::value_error("a, b and out must have the same size");
-  require_no_overlap({&out}, {&a, &b, &out});
-  py::gil_scoped_release release;
-  fastnn::cpu::kernels().stream.add(a.cdata<float>(), b.cdata<float>(), out.data<float>(),
-                                    a.array.size(), fastnn::cpu::num_threads());
+// The checked arrays of one list argument, all of size n (n < 0: the first sets it).
+std::vector<Arg> stream_list(py::handle list, const char* name, bool writeable, int64_t& n) {
+  std::vector<Arg> arrays;
+  for (py::handle obj : py::list(py::reinterpret_borrow<py::object>(list))) {
+    arrays.push_back(float32_stream_arg(obj, (std::string(name) + "[i]").c_str(), writeable));
+    if (n < 0) n = arrays.back().array.size();
+    if (arrays.back().array.size() != n)
+      throw py::value_error("reads, writes and inplace arrays must all have the same size");
+  }
+  return arrays;
 }
 
-void stream_inplace(py::list arrays_obj, double factor) {
-  std::vector<Arg> arrays;
-  std::vector<float*> ptrs;
-  for (py::handle obj : arrays_obj) {
-    arrays.push_back(float32_stream_arg(obj, "arrays[i]", true));
-    if (arrays.back().array.size() != arrays.front().array.size())
-      throw py::value_error("arrays must all have the same size");
-    ptrs.push_back(arrays.back().data<float>());
-  }
-  if (arrays.empty()) return;
-  const int64_t n = arrays.front().array.size();
-  py::gil_scoped_release release;
-  fastnn::cpu::kernels().stream.scale_inplace(ptrs.data(), int64_t(ptrs.size()), n, float(factor),
-                                              fastnn::cpu::num_threads());
+template <class T>
+std::vector<T*> pointers(const std::vector<Arg>& arrays) {
+  std::vector<T*> p;
+  for (const Arg& a : arrays) p.push_back(a.data<T>());
+  return p;
 }
 
-void stream_update(py::handle src_obj, py::list arrays_obj) {
-  const Arg src = float32_stream_arg(src_obj, "src", false);
-  std::vector<Arg> arrays;
-  std::vector<float*> ptrs;
-  for (py::handle obj : arrays_obj) {
-    arrays.push_back(float32_stream_arg(obj, "arrays[i]", true));
-    if (arrays.back().array.size() != src.array.size())
-      throw py::value_error("arrays must all have the size of src");
-    ptrs.push_back(arrays.back().data<float>());
-  }
+void stream_pass(py::handle reads_obj, py::handle writes_obj, py::handle inplace_obj) {
+  int64_t n = -1;
+  const std::vector<Arg> reads = stream_list(reads_obj, "reads", false, n);
+  const std::vector<Arg> writes = stream_list(writes_obj, "writes", true, n);
+  const std::vector<Arg> inplace = stream_list(inplace_obj, "inplace", true, n);
+  std::vector<const Arg*> all, written;
+  for (const auto* list : {&reads, &writes, &inplace})
+    for (const Arg& a : *list) all.push_back(&a);
+  for (const auto* list : {&writes, &inplace})
+    for (const Arg& a : *list) written.push_back(&a);
+  require_no_overlap(written, all);
+  const std::vector<const float*> r = pointers<const float>(reads);
+  const std::vector<float*> w = pointers<float>(writes), k = pointers<float>(inplace);
   py::gil_scoped_release release;
-  fastnn::cpu::kernels().stream.update_inplace(src.cdata<float>(), ptrs.data(), int64_t(ptrs.size()),
-                                               src.array.size(), fastnn::cpu::num_threads());
+  fastnn::cpu::kernels().stream.pass(r.data(), int64_t(r.size()), w.data(), int64_t(w.size()),
+                                     k.data(), int64_t(k.size()), n < 0 ? 0 : n,
+                                     fastnn::cpu::num_threads());
 }
 
 }  // namespace
@@ -94,13 +89,11 @@ void bind_stream(py::module_& m) {
         "Memory floor: dst[:] = src, parallel streaming copy.");
   m.def("stream_read", &stream_read, py::arg("src"),
         "Memory floor: read a float32 array once (returns its sum).");
-  m.def("stream_add", &stream_add, py::arg("a"), py::arg("b"), py::arg("out"),
-        "Memory floor: out = a + b over float32 arrays (two streams read, one written).");
-  m.def("stream_inplace", &stream_inplace, py::arg("arrays"), py::arg("factor") = 1.0,
-        "Memory floor: read and write each float32 array in place (a *= factor).");
-  m.def("stream_update", &stream_update, py::arg("src"), py::arg("arrays"),
-        "Memory floor of an optimizer step: read src, read and write each array in one pass "
-        "(a += src).");
+  m.def("stream_pass", &stream_pass, py::arg("reads"), py::arg("writes") = py::list(),
+        py::arg("inplace") = py::list(),
+        "Memory floor of any one-pass pattern over float32 arrays of one size: s = sum of "
+        "reads; each inplace array += s (read and written); each writes array = s (written "
+        "out of place).");
 }
 
 }  // namespace bind

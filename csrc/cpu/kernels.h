@@ -88,9 +88,9 @@ struct ChannelActivationKernels {
 struct StreamKernels {
   void (*copy)(const void* src, void* dst, int64_t bytes, int threads);
   double (*read)(const float* src, int64_t n, int threads);               // sum, read only
-  void (*add)(const float* a, const float* b, float* out, int64_t n, int threads);  // 2 reads, 1 write
-  void (*scale_inplace)(float* const* arrays, int64_t k, int64_t n, float factor, int threads);  // k arrays r+w
-  void (*update_inplace)(const float* src, float* const* arrays, int64_t k, int64_t n, int threads);  // src read, k arrays r+w
+  // r arrays read, w written out of place, k read and written in place, one pass
+  void (*pass)(const float* const* reads, int64_t r, float* const* writes, int64_t w,
+               float* const* inplace, int64_t k, int64_t n, int threads);
 };
 
 // One optimizer step over a group of `count` parameters (multi-tensor). Tensor i has

@@ -42,41 +42,51 @@ double stream_read(const float* src, int64_t n, int threads) {
   return total;
 }
 
-// out = a + b: two streams read, one written (streamed past the cache's size).
-void stream_add(const float* a, const float* b, float* out, int64_t n, int threads) {
-  map_chunks(out, n, kStreamChunk, streaming_pays(12 * n), threads,
-             [](const auto& u, const auto& v) { return u + v; }, a, b);
+// Whether the w arrays sit at the same offset from a register boundary (so one head
+// loop aligns them all).
+inline bool same_alignment(float* const* arrays, int64_t w) {
+  if (w == 0 || values_to_alignment(arrays[0]) < 0) return false;
+  for (int64_t a = 1; a < w; ++a)
+    if ((reinterpret_cast<uintptr_t>(arrays[a]) - reinterpret_cast<uintptr_t>(arrays[0])) % kRegisterBytes)
+      return false;
+  return true;
 }
 
-// Reads and writes k arrays of n floats in place (a[i] *= factor).
-void stream_scale_inplace(float* const* arrays, int64_t k, int64_t n, float factor, int threads) {
-  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
-    const int64_t o = t * kStreamChunk, len = chunk_length(t, n, kStreamChunk);
-    for (int64_t a = 0; a < k; ++a)
-      map16(arrays[a] + o, arrays[a] + o, len, [factor](auto v) { return v * factor; });
-  });
-}
-
-// The traffic of an optimizer step: src read once, k arrays read and written once,
-// all in one pass (a[i] += src[i]).
-void stream_update_inplace(const float* src, float* const* arrays, int64_t k, int64_t n, int threads) {
-  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
-    const int64_t o = t * kStreamChunk, len = chunk_length(t, n, kStreamChunk);
-    int64_t i = o;
-    for (; i + kLanes <= o + len; i += kLanes) {
-      const Vec16<float> s = load16(src + i);
-      for (int64_t a = 0; a < k; ++a) store16(arrays[a] + i, load16(arrays[a] + i) + s);
+// One pass over n floats with any traffic pattern: s = the sum of the `r` read arrays;
+// each of the `k` in-place arrays gets a += s (read and written), each of the `w`
+// written arrays gets s (written only, out of place; streamed past the cache's size,
+// as the kernels do, when they share an alignment).
+void stream_pass(const float* const* reads, int64_t r, float* const* writes, int64_t w,
+                 float* const* inplace, int64_t k, int64_t n, int threads) {
+  const auto span = [&](auto store, int64_t i, int64_t end) {
+    for (; i + kLanes <= end; i += kLanes) {
+      Vec16<float> s = zeros16<float>();
+      for (int64_t a = 0; a < r; ++a) s += load16(reads[a] + i);
+      for (int64_t a = 0; a < k; ++a) store16(inplace[a] + i, load16(inplace[a] + i) + s);
+      for (int64_t a = 0; a < w; ++a) store(writes[a] + i, s);
     }
-    for (; i < o + len; ++i)
-      for (int64_t a = 0; a < k; ++a) arrays[a][i] += src[i];
+    for (; i < end; ++i) {
+      float s = 0;
+      for (int64_t a = 0; a < r; ++a) s += reads[a][i];
+      for (int64_t a = 0; a < k; ++a) inplace[a][i] += s;
+      for (int64_t a = 0; a < w; ++a) writes[a][i] = s;
+    }
+  };
+  const bool stream = streaming_pays(4 * n * (r + w + 2 * k)) && same_alignment(writes, w);
+  parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
+    const int64_t o = t * kStreamChunk, end = o + chunk_length(t, n, kStreamChunk);
+    const int64_t head = stream ? values_to_alignment(writes[0] + o) : -1;
+    if (head < 0 || o + head >= end) return span(PlainStore{}, o, end);
+    span(PlainStore{}, o, o + head);
+    span(StreamStore{}, o + head, end);
+    stream_fence();
   });
 }
 
 }  // namespace
 
 void fill_stream(KernelTable& table) {
-  table.stream = {&stream_copy, &stream_read, &stream_add, &stream_scale_inplace,
-                  &stream_update_inplace};
+  table.stream = {&stream_copy, &stream_read, &stream_pass};
 }
 
 FASTNN_CPU_NAMESPACE_END

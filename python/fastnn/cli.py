@@ -1,4 +1,4 @@
-"""``fastnn info | demo`` (also ``python -m fastnn ...``)."""
+"""``fastnn info | demo | bench`` (also ``python -m fastnn ...``)."""
 
 import argparse
 import sys
@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 import fastnn
+import fastnn.bench
 
 
 def _print_info():
@@ -109,10 +110,14 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the build: version, backends, SIMD level, threads")
     sub.add_parser("demo", help="run batch norm on a real-sized batch and check it")
+    bench = sub.add_parser("bench", help="time every kernel against NumPy, PyTorch and the memory floor")
+    fastnn.bench.add_arguments(bench)
     args = parser.parse_args(argv)
     if args.command == "info":
         _print_info()
         return 0
+    if args.command == "bench":
+        return fastnn.bench.main(args)
     return _demo()
 
 

@@ -1,0 +1,223 @@
+"""Timing, the table, the JSON and the plot of ``fastnn bench``.
+
+Memory bandwidth on a shared VM drifts by 2-3x within minutes, so a case is timed
+round-robin: after one warm-up call of each implementation, every round runs each of
+them once, and the figure is the median over the rounds. An implementation that has
+used up its time budget (slow NumPy at 64M takes seconds a call) sits out the
+remaining rounds; it always gets at least one. fastnn and the floor run every round.
+"""
+
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import fastnn
+from . import registry
+
+SLOW_MARK = "*"
+UNCAPPED = ("fastnn", "fastnn_out", "floor")  # the ratios' basis: every round, whatever the budget
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def time_case(built, rounds, budget_s):
+    """{implementation: (median seconds, timed calls)}."""
+    times = {k: [] for k in built.impls}
+    for f in built.impls.values():
+        f()  # warm-up: first-touch page faults, caches, torch's dispatch
+    for r in range(rounds):
+        for k, f in built.impls.items():
+            if r and k not in UNCAPPED and sum(times[k]) >= budget_s:
+                continue
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: (statistics.median(v), len(v)) for k, v in times.items()}
+
+
+def _l3_bytes():
+    sizes = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in (d for d in os.listdir(base) if d.startswith("index")):
+            with open(f"{base}/{index}/level") as f:
+                level = f.read().strip()
+            with open(f"{base}/{index}/size") as f:
+                text = f.read().strip()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+            sizes[level] = int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        return None
+    return sizes.get("3")
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(torch, threads):
+    info = fastnn.info()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "l3_bytes": _l3_bytes(),
+        "simd": info["simd"],
+        "simd_available": info["simd_available"],
+        "threads": threads,
+        "openmp": info["openmp"],
+        "versions": {"fastnn": fastnn.__version__, "numpy": np.__version__,
+                     "torch": torch.__version__ if torch else None,
+                     "python": platform.python_version()},
+    }
+
+
+def result_row(case, built, timed):
+    """One case's figures: every implementation's median ms and calls, and the ratios
+    (all from fastnn's default call)."""
+    ms = {k: t * 1e3 for k, (t, _) in timed.items()}
+    fast = ms["fastnn"]
+    return {
+        "family": case.family, "op": case.op, "layout": case.layout, "size": case.size,
+        "elements": case.n, "dtype": case.dtype, "bytes": built.floor.bytes,
+        "floor_pattern": built.floor.pattern,
+        "ms": ms, "calls": {k: c for k, (_, c) in timed.items()},
+        "speedup_numpy": ms["numpy"] / fast,
+        "speedup_torch": ms["torch"] / fast if "torch" in ms else None,
+        "gb_per_s": built.floor.bytes / (fast * 1e-3) / 1e9,
+        "vs_floor": fast / ms["floor"],
+    }
+
+
+class Progress:
+    """A progress bar on stderr (one line per case when stderr is not a terminal)."""
+
+    def __init__(self, total):
+        self.total, self.done, self.stream = total, 0, sys.stderr
+        self.tty = self.stream.isatty()
+        self.start = time.perf_counter()
+
+    def show(self, label):
+        elapsed = time.perf_counter() - self.start
+        if self.tty:
+            width = 30
+            full = width * self.done // max(1, self.total)
+            bar = "#" * full + "-" * (width - full)
+            self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s {label[:40]:<40}")
+        else:
+            self.stream.write(f"[{self.done + 1}/{self.total} {elapsed:.0f}s] {label}\n")
+        self.stream.flush()
+
+    def step(self):
+        self.done += 1
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\r" + " " * 100 + "\r")
+        self.stream.write(f"{self.total} cases in {time.perf_counter() - self.start:.0f} s\n")
+        self.stream.flush()
+
+
+def run(cases, *, rounds, budget_s, torch):
+    rows = []
+    bar = Progress(len(cases))
+    for case in cases:
+        bar.show(case.name)
+        built = case.build(torch)
+        rows.append(result_row(case, built, time_case(built, rounds, budget_s)))
+        del built
+        gc.collect()  # the next case's arrays reuse this one's memory
+        bar.step()
+    bar.close()
+    return rows
+
+
+def _ms(row, key, rounds):
+    if key not in row["ms"]:
+        return "-"
+    t = row["ms"][key]
+    text = f"{t:.3f}" if t < 1 else f"{t:.2f}" if t < 10 else f"{t:.1f}"
+    return text + (SLOW_MARK if row["calls"][key] < rounds else "")
+
+
+def header(m):
+    l3 = f"{m['l3_bytes'] / 2**20:.1f} MiB L3" if m["l3_bytes"] else "L3 unknown"
+    v = m["versions"]
+    return (f"{m['cpu']} ({m['cores']} cores, {l3}), {m['simd']} kernels, {m['threads']} threads; "
+            f"fastnn {v['fastnn']}, NumPy {v['numpy']}, PyTorch {v['torch'] or 'not installed'}; "
+            f"{m['date']}")
+
+
+def table(rows, m, rounds, budget_s):
+    """Markdown: one row per case, then the notes the figures need."""
+    lines = [header(m), "",
+             "| op | layout | size | fastnn ms | out= ms | NumPy ms | PyTorch ms | floor ms "
+             "| vs NumPy | vs PyTorch | GB/s | / floor | other ms |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        other = "; ".join(f"{registry.EXTRAS[k]} {_ms(r, k, rounds)}" for k in r["ms"]
+                          if k in registry.EXTRAS)
+        torch_x = f"{r['speedup_torch']:.2f}x" if r["speedup_torch"] else "-"
+        lines.append(
+            f"| {r['op']} | {r['layout']} | {r['size']} | {_ms(r, 'fastnn', rounds)} "
+            f"| {_ms(r, 'fastnn_out', rounds)} | {_ms(r, 'numpy', rounds)} | {_ms(r, 'torch', rounds)} "
+            f"| {_ms(r, 'floor', rounds)} | {r['speedup_numpy']:.1f}x | {torch_x} "
+            f"| {r['gb_per_s']:.1f} | {r['vs_floor']:.2f} | {other} |")
+    slow = sum(1 for r in rows for c in r["calls"].values() if c < rounds)
+    lines += ["", f"Median of {rounds} round-robin rounds after a warm-up call"
+              + (f"; {SLOW_MARK} fewer rounds: the implementation used up its {budget_s:g} s budget "
+                 f"({slow} cells)" if slow else "") + "."]
+    return "\n".join(lines)
+
+
+def write_json(path, rows, m, settings):
+    with open(path, "w") as f:
+        json.dump({"machine": m, "settings": settings, "cases": rows}, f, indent=1)
+
+
+def plot(path, rows, m):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['op']} {r['layout']} {r['size']}" for r in rows]
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.22 * len(rows)))
+    h = 0.4
+    for shift, key, label in ((-h / 2, "speedup_numpy", "vs NumPy"), (h / 2, "speedup_torch", "vs PyTorch")):
+        x = np.array([r[key] or 1.0 for r in rows])
+        if any(r[key] for r in rows):
+            ax.barh(y + shift, x - 1, h, left=1, label=label)  # from 1x: right faster, left slower
+    ax.set_xscale("log")
+    ax.axvline(1, color="black", linewidth=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first case on top, no margins
+    ax.set_xlabel("speed-up of fastnn (time of the other / fastnn's), log scale")
+    ax.set_title(header(m).replace("; ", "\n", 1), fontsize=7)
+    ax.legend(loc="best")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
