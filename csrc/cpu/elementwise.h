@@ -8,9 +8,8 @@
 
 FASTNN_CPU_NAMESPACE_BEGIN
 
-// Vectors per step: one vector's math is a long dependency chain (no FMA contraction,
-// so each polynomial step is a multiply then an add), and independent chains keep the
-// units busy. AVX-512 has 32 registers and one per Vec16<float>: 4 chains; narrower
+// Vectors per step: one vector's math is a long dependency chain (a polynomial is one
+// fmadd after another), and independent chains keep the units busy. AVX-512 has 32 registers and one per Vec16<float>: 4 chains; narrower
 // levels hold a Vec16 in 2 or 4 registers: 2 chains. The bits don't depend on it.
 constexpr int kUnroll = kRegisterBytes == 64 ? 4 : 2;
 
