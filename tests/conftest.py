@@ -31,39 +31,32 @@ def _fastnn_or_none():
 
 
 @contextlib.contextmanager
+def _setting(get, set_, value):
+    """Runs the block with a process-wide setting at value, then restores it."""
+    old = get()
+    set_(value)
+    try:
+        yield value
+    finally:
+        set_(old)
+
+
 def _simd_level_cm(name):
     import fastnn
 
-    old = fastnn._cpu.get_simd_level()
-    fastnn._cpu.set_simd_level(name)
-    try:
-        yield name
-    finally:
-        fastnn._cpu.set_simd_level(old)
+    return _setting(fastnn._cpu.get_simd_level, fastnn._cpu.set_simd_level, name)
 
 
-@contextlib.contextmanager
 def _num_threads_cm(n):
     import fastnn
 
-    old = fastnn.get_num_threads()
-    fastnn.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        fastnn.set_num_threads(old)
+    return _setting(fastnn.get_num_threads, fastnn.set_num_threads, n)
 
 
-@contextlib.contextmanager
 def _stream_threshold_cm(nbytes):
     import fastnn
 
-    old = fastnn._cpu.stream_threshold()
-    fastnn._cpu.set_stream_threshold(nbytes)
-    try:
-        yield nbytes
-    finally:
-        fastnn._cpu.set_stream_threshold(old)
+    return _setting(fastnn._cpu.stream_threshold, fastnn._cpu.set_stream_threshold, nbytes)
 
 
 @pytest.fixture(autouse=True)

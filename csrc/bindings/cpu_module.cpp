@@ -4,7 +4,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <stdexcept>
 
 #include "bindings/buffers.h"
 #include "bindings/module.h"
@@ -14,6 +13,7 @@ namespace py = pybind11;
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fastnn CPU kernels (OpenMP + SIMD). Use fastnn.functional, not this module.";
+  // The setters throw std::invalid_argument, which pybind11 raises as ValueError.
   m.attr("__version__") = FASTNN_VERSION;
   m.attr("simd_built") = py::str(FASTNN_ISA_LIST).attr("split")(",");
 
@@ -21,37 +21,15 @@ PYBIND11_MODULE(_cpu, m) {
         "The instruction set whose kernels are in use.");
   m.def("simd_available", &fastnn::cpu::simd_available,
         "Instruction sets this build has and this CPU runs, best first.");
-  m.def("set_simd_level",
-        [](const std::string& name) {
-          try {
-            fastnn::cpu::set_simd_level(name);
-          } catch (const std::invalid_argument& e) {
-            throw py::value_error(e.what());
-          }
-        },
-        py::arg("name"), "Use the kernels compiled for `name` (a level from simd_available()).");
+  m.def("set_simd_level", &fastnn::cpu::set_simd_level, py::arg("name"),
+        "Use the kernels compiled for `name` (a level from simd_available()).");
   m.def("get_num_threads", &fastnn::cpu::num_threads);
-  m.def("set_num_threads",
-        [](int n) {
-          try {
-            fastnn::cpu::set_num_threads(n);
-          } catch (const std::invalid_argument& e) {
-            throw py::value_error(e.what());
-          }
-        },
-        py::arg("n"));
+  m.def("set_num_threads", &fastnn::cpu::set_num_threads, py::arg("n"));
   m.def("has_openmp", &fastnn::cpu::has_openmp);
   m.def("stream_threshold", &fastnn::cpu::stream_threshold,
         "Elementwise passes over more bytes than this stream their output past the cache.");
-  m.def("set_stream_threshold",
-        [](int64_t bytes) {
-          try {
-            fastnn::cpu::set_stream_threshold(bytes);
-          } catch (const std::invalid_argument& e) {
-            throw py::value_error(e.what());
-          }
-        },
-        py::arg("bytes"), "For tests and benchmarks; the default is the last-level cache's size.");
+  m.def("set_stream_threshold", &fastnn::cpu::set_stream_threshold, py::arg("bytes"),
+        "For tests and benchmarks; the default is the last-level cache's size.");
   m.def("cached_bytes", &fastnn::bind::cached_bytes,
         "Bytes of freed result buffers held for reuse.");
   m.def("cache_limit", &fastnn::bind::cache_limit);

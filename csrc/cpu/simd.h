@@ -228,24 +228,17 @@ inline Vec16<T> fmadd(const Vec16<T>& a, const B& b, const C& c) {
 // memory without first being read into the cache (no read-for-ownership), which saves
 // a third of the traffic of y = f(x) when y is too big to stay in the cache anyway.
 // Call stream_fence() before the data is handed to another thread.
-inline void stream_register(float* p, Vec16<float>::Register r) {
+template <class T, class R>
+inline void stream_register(T* p, R r) {
 #if defined(FASTNN_ISA_AVX512)
-  _mm512_stream_ps(p, __m512(r));
+  if constexpr (sizeof(T) == 4) _mm512_stream_ps(p, __m512(r));
+  else _mm512_stream_pd(p, __m512d(r));
 #elif defined(FASTNN_ISA_AVX2)
-  _mm256_stream_ps(p, __m256(r));
+  if constexpr (sizeof(T) == 4) _mm256_stream_ps(p, __m256(r));
+  else _mm256_stream_pd(p, __m256d(r));
 #elif defined(__SSE2__)
-  _mm_stream_ps(p, __m128(r));
-#else
-  memcpy(p, &r, sizeof r);
-#endif
-}
-inline void stream_register(double* p, Vec16<double>::Register r) {
-#if defined(FASTNN_ISA_AVX512)
-  _mm512_stream_pd(p, __m512d(r));
-#elif defined(FASTNN_ISA_AVX2)
-  _mm256_stream_pd(p, __m256d(r));
-#elif defined(__SSE2__)
-  _mm_stream_pd(p, __m128d(r));
+  if constexpr (sizeof(T) == 4) _mm_stream_ps(p, __m128(r));
+  else _mm_stream_pd(p, __m128d(r));
 #else
   memcpy(p, &r, sizeof r);
 #endif
