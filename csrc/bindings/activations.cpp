@@ -57,22 +57,28 @@ Unary unary_args(py::handle x_obj, py::handle out_obj) {
   return {x, ft, y};
 }
 
-// y = f(x); out may be x.
-py::array forward(Activation op, ActivationParams p, py::handle x_obj, py::handle out_obj) {
+// y = f(x) by call(table, x, y, n, threads), table the kernels of x's lane type; out
+// may be x.
+template <class Call>
+py::array map_unary(py::handle x_obj, py::handle out_obj, const Call& call) {
   const Unary u = unary_args(x_obj, out_obj);
-  const Arg &x = u.x, &y = u.y;
-  const Float ft = u.ft;
-  const int64_t n = x.array.size();
+  const int64_t n = u.x.array.size();
   {
     py::gil_scoped_release release;
     const auto& k = fastnn::cpu::kernels();
     const int threads = fastnn::cpu::num_threads();
-    if (ft == Float::f32)
-      k.act_f32.forward(op, x.cdata<float>(), y.data<float>(), n, p, threads);
+    if (u.ft == Float::f32)
+      call(k.act_f32, u.x.cdata<float>(), u.y.data<float>(), n, threads);
     else
-      k.act_f64.forward(op, x.cdata<double>(), y.data<double>(), n, p, threads);
+      call(k.act_f64, u.x.cdata<double>(), u.y.data<double>(), n, threads);
   }
-  return y.array;
+  return u.y.array;
+}
+
+py::array forward(Activation op, ActivationParams p, py::handle x_obj, py::handle out_obj) {
+  return map_unary(x_obj, out_obj, [&](const auto& k, const auto* x, auto* y, int64_t n, int threads) {
+    k.forward(op, x, y, n, p, threads);
+  });
 }
 
 // dx = dy * f'(x); out may be dy or x.
@@ -105,19 +111,9 @@ py::array math_eval(const std::string& name, py::handle x_obj, py::handle out_ob
   while (fn < int(MathFunction::count) && name != names[fn]) ++fn;
   if (fn == int(MathFunction::count))
     throw py::value_error("unknown function '" + name + "'; expected exp, expm1, log1p, tanh or erf");
-  const Unary u = unary_args(x_obj, out_obj);
-  const Arg &x = u.x, &y = u.y;
-  const Float ft = u.ft;
-  const int64_t n = x.array.size();
-  {
-    py::gil_scoped_release release;
-    const auto& k = fastnn::cpu::kernels();
-    if (ft == Float::f32)
-      k.act_f32.math(MathFunction(fn), x.cdata<float>(), y.data<float>(), n, fastnn::cpu::num_threads());
-    else
-      k.act_f64.math(MathFunction(fn), x.cdata<double>(), y.data<double>(), n, fastnn::cpu::num_threads());
-  }
-  return y.array;
+  return map_unary(x_obj, out_obj, [&](const auto& k, const auto* x, auto* y, int64_t n, int threads) {
+    k.math(MathFunction(fn), x, y, n, threads);
+  });
 }
 
 // labels: int32 or int64, shape (rows,), every value in [0, classes). Returns its width.
