@@ -257,8 +257,22 @@ struct NarrowOffsets {
   }
 };
 
-// f(xs, outs, n_out) for the blocks of 16 whole groups of task t (xs: the block's input,
-// outs: its first output, 16 * inner outputs), then tail(r) for the groups left over.
+// The 16 values base[o[l]] as a vector, and the inverse.
+template <class T>
+inline Vec16<T> gather16(const T* base, const int64_t* o) {
+  T buf[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) buf[l] = base[o[l]];
+  return load16(buf);
+}
+template <class T>
+inline void scatter16(T* base, const int64_t* o, const Vec16<T>& v) {
+  T buf[kLanes];
+  store16(buf, v);
+  for (int64_t l = 0; l < kLanes; ++l) base[o[l]] = buf[l];
+}
+
+// full(r) for each block of 16 whole groups of task t (r its first group), then
+// tail(r) for the groups left over.
 template <class Full, class Tail>
 void narrow_task(const Groups& g, int64_t t, Full full, Tail tail) {
   int64_t r = g.first_group(t);
@@ -278,11 +292,7 @@ void maxout_forward(const MaxoutArgs<T>& a) {
         T* ys = a.out + r * S;
         for (int64_t q = 0; q < kLanes * S; q += kLanes) {
           const int64_t* o = off.offset + q;
-          store16(ys + q, winner16<T>(p, [&](int64_t k) {
-            T buf[kLanes];
-            for (int64_t l = 0; l < kLanes; ++l) buf[l] = xs[o[l] + k * S];
-            return load16(buf);
-          }).value);
+          store16(ys + q, winner16<T>(p, [&](int64_t k) { return gather16(xs + k * S, o); }).value);
         }
       }, [&](int64_t r) {
         for (int64_t i = 0; i < S; ++i)
@@ -318,17 +328,9 @@ void maxout_backward(const MaxoutArgs<T>& a) {
         T* dxs = a.out + r * p * S;
         for (int64_t q = 0; q < kLanes * S; q += kLanes) {
           const int64_t* o = off.offset + q;
-          const Vec16<T> index = winner16<T>(p, [&](int64_t k) {
-            T buf[kLanes];
-            for (int64_t l = 0; l < kLanes; ++l) buf[l] = xs[o[l] + k * S];
-            return load16(buf);
-          }).index;
+          const Vec16<T> index = winner16<T>(p, [&](int64_t k) { return gather16(xs + k * S, o); }).index;
           const Vec16<T> dy = load16(dys + q);
-          for (int64_t k = 0; k < p; ++k) {
-            T buf[kLanes];
-            store16(buf, routed16(index, dy, k));
-            for (int64_t l = 0; l < kLanes; ++l) dxs[o[l] + k * S] = buf[l];
-          }
+          for (int64_t k = 0; k < p; ++k) scatter16(dxs + k * S, o, routed16(index, dy, k));
         }
       }, [&](int64_t r) {
         for (int64_t i = 0; i < S; ++i) {

@@ -33,42 +33,20 @@ template <template <class> class W, class T> struct Lane<W<T>> { typedef T type;
 
 // ------------------------------------------------------------------ scalar primitives
 
-FASTNN_HD uint32_t bits_of(float x) {
-#ifdef __CUDA_ARCH__
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-#endif
+// The bits of a float or double and back (memcpy: defined behaviour, one move on the
+// CPU and the GPU).
+template <class To, class From>
+FASTNN_HD To bit_cast_to(const From& x) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast_to needs types of one size");
+  To out;
+  memcpy(&out, &x, sizeof out);
+  return out;
 }
-FASTNN_HD uint64_t bits_of(double x) {
-#ifdef __CUDA_ARCH__
-  return static_cast<uint64_t>(__double_as_longlong(x));
-#else
-  uint64_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-FASTNN_HD float from_bits(uint32_t u) {
-#ifdef __CUDA_ARCH__
-  return __uint_as_float(u);
-#else
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
-FASTNN_HD double from_bits(uint64_t u) {
-#ifdef __CUDA_ARCH__
-  return __longlong_as_double(static_cast<long long>(u));
-#else
-  double x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
+FASTNN_HD uint32_t bits_of(float x) { return bit_cast_to<uint32_t>(x); }
+FASTNN_HD uint64_t bits_of(double x) { return bit_cast_to<uint64_t>(x); }
+FASTNN_HD float from_bits(uint32_t u) { return bit_cast_to<float>(u); }
+FASTNN_HD double from_bits(uint64_t u) { return bit_cast_to<double>(u); }
+
 // a * b + c with one rounding. Written out where the formulas want it, never left to
 // the compiler's contraction (which would differ between levels): the polynomials and
 // reductions cost half the operations, and the GPU has the same instruction.
