@@ -215,6 +215,21 @@ template <class V> FASTNN_VM V vexpm1(const V& x) {
   return vselect(vabs(x) < Fmt<T>::kTiny, x, y);
 }
 
+// log(1 + f) for 1 + f in [sqrt(1/2), sqrt(2)): 2 atanh(s), s = f / (2 + f), as
+// 2s + s^3 q(s^2) with q the series' tail.
+template <class V> FASTNN_VM V log_one_plus(const V& f) {
+  typedef typename Lane<V>::type T;
+  const V s = f / (f + T(2));
+  const V z = s * s;
+  V q;
+  if (sizeof(T) == 4)
+    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11);
+  else
+    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17,
+                2.0 / 19, 2.0 / 21, 2.0 / 23);
+  return s * T(2) + (s * z) * q;
+}
+
 // log1p(x) = log(u) + (x - (u - 1)) / u for u = 1 + x rounded; log(u) = e ln2 + log(m),
 // m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(f / (2 + f)) with f = m - 1. For finite
 // x > -1 (and NaN); vlog1p adds the special cases.
@@ -229,15 +244,7 @@ template <class V> FASTNN_VM V log1p_finite(const V& x) {
               T(Fmt<T>::kBias);
   const V m = from_bits((b & U((U(1) << Fmt<T>::kMantissa) - 1)) + sqrt_half);
   const V f = m - T(1);
-  const V s = f / (f + T(2));
-  const V z = s * s;
-  V q;
-  if (sizeof(T) == 4)
-    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11);
-  else
-    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17,
-                2.0 / 19, 2.0 / 21, 2.0 / 23);
-  const V log_m = s * T(2) + (s * z) * q;
+  const V log_m = log_one_plus(f);
   const V c = (x - (u - T(1))) / u;
   return (log_m + (c + e * Fmt<T>::kLn2Lo)) + e * Fmt<T>::kLn2Hi;
 }
@@ -251,15 +258,7 @@ template <class V> FASTNN_VM V log1p_unit(const V& y) {
   const V c = (y - (u - T(1))) * (T(2) - u);
   const auto big = u > T(1.4142135623730951);
   const V f = vselect(big, u * T(0.5), u) - T(1);
-  const V s = f / (f + T(2));
-  const V z = s * s;
-  V q;
-  if (sizeof(T) == 4)
-    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11);
-  else
-    q = poly<T>(z, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17,
-                2.0 / 19, 2.0 / 21, 2.0 / 23);
-  const V log_m = s * T(2) + (s * z) * q;
+  const V log_m = log_one_plus(f);
   return (log_m + (c + vselect(big, Fmt<T>::kLn2Lo, T(0)))) + vselect(big, Fmt<T>::kLn2Hi, T(0));
 }
 
