@@ -1,7 +1,7 @@
 // Batch norm forward and backward on the CPU, compiled once per instruction set
 // (CMakeLists.txt). The formulas live in fastnn/bn_math.h.
 //
-// Two layouts of x, both C-contiguous (cpu::BnShape):
+// Two layouts of x, both C-contiguous (BnShape, ops/launch.h):
 //  planes (N, C, S), S > 1: channel c is N planes of S contiguous values. Statistics
 //         are taken per piece (part of a plane, or a few small planes) and merged per
 //         channel in a fixed order.
@@ -37,8 +37,8 @@ template <class T> BatchNormKernels<T> batch_norm_kernels() {
 }  // namespace
 
 void fill_batch_norm(KernelTable& table) {
-  table.bn_f32 = batch_norm_kernels<float>();
-  table.bn_f64 = batch_norm_kernels<double>();
+  table.batch_norm.f32 = batch_norm_kernels<float>();
+  table.batch_norm.f64 = batch_norm_kernels<double>();
 }
 
 FASTNN_CPU_NAMESPACE_END
