@@ -142,9 +142,10 @@ def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out
     """Inverted dropout: returns DropoutOutput(y, mask).
 
     Each element is zeroed with probability p and the kept ones are scaled by
-    1 / (1 - p), so E[y] = x. The keep mask follows DESIGN.md's rule: element i is
-    kept iff word i % 4 of Philox4x32-10(key=seed, counter=(i // 4, offset)) is
-    >= round(p * 2**32); it is the same for any thread count, SIMD level or device.
+    1 / (1 - p), so E[y] = x. The keep mask follows the rule in docs/design.md:
+    element i is kept iff word i % 4 of Philox4x32-10(key=seed, counter=(i // 4,
+    offset)) is >= round(p * 2**32); it is the same for any thread count, SIMD level or
+    device.
     mask: uint8, (x.size + 7) // 8 bytes, element i is bit i % 8 of byte i // 8
     (numpy.packbits(keep, bitorder='little')); bits past x.size are 0.
 
