@@ -32,8 +32,7 @@ py::handle numpy_bool_type() {
 
 // obj as a Python int: ints and NumPy integers, not bools (TypeError naming the argument).
 py::object index_of(py::handle obj, const char* name) {
-  const bool is_bool = PyBool_Check(obj.ptr()) || py::isinstance(obj, numpy_bool_type());
-  PyObject* index = is_bool ? nullptr : PyNumber_Index(obj.ptr());
+  PyObject* index = is_bool(obj) ? nullptr : PyNumber_Index(obj.ptr());
   if (!index) {
     PyErr_Clear();
     throw ops::TypeError(std::string(name) + " must be an int, got " + type_name(obj));
@@ -52,7 +51,7 @@ Array host_view(py::handle obj, const std::string& name) {
   if (Py_TYPE(obj.ptr()) != py::detail::npy_api::get().PyArray_Type_ &&
       py::isinstance(obj, masked_array_type()))
     throw ops::TypeError(name + " is a numpy.ma.MaskedArray; fastnn would ignore its mask, so it is refused "
-                         "(pass " + name + ".filled(value), or " + name + ".data to drop the mask)");
+                         "(pass its .filled(value), or its .data to drop the mask)");
   Array a;
   a.name = name;
   a.given = true;
@@ -205,8 +204,7 @@ void retake_gil(PyThreadState* state) {
 #endif
 }
 
-void register_errors(py::module_& m) {
-  (void)m;
+void register_errors() {
   py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

@@ -80,9 +80,10 @@ auto without_gil(F&& f) -> decltype(f()) {
   }
 }
 
-// Raises ops::TypeError as Python's TypeError for the functions of m (ops::ValueError
-// is a std::invalid_argument, which pybind11 raises as ValueError).
-void register_errors(py::module_& m);
+// Raises ops::TypeError as Python's TypeError for the functions of the module being
+// defined (ops::ValueError is a std::invalid_argument, which pybind11 raises as
+// ValueError).
+void register_errors();
 
 // Testing hook: the view of obj as a dict (data, shape, dtype, readonly, device, ...).
 py::dict view_dict(py::handle obj, const std::string& name);

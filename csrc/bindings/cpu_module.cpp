@@ -24,7 +24,7 @@ FASTNN_FAMILIES(FASTNN_DECLARE_BIND)
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fastnn CPU kernels (OpenMP + SIMD). Use fastnn.functional, not this module.";
-  fastnn::bind::register_errors(m);
+  fastnn::bind::register_errors();
   // The setters throw std::invalid_argument, which pybind11 raises as ValueError.
   m.attr("__version__") = FASTNN_VERSION;
   m.attr("simd_built") = py::str(FASTNN_ISA_LIST).attr("split")(",");
