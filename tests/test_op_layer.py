@@ -216,7 +216,7 @@ def test_integers_beyond_64_bits_get_our_message(big):
         (lambda: F.batch_norm_forward(x, w, w, None, None, channel_axis=big), axis),
         (lambda: F.batch_norm_backward(x, x, w, w, w, channel_axis=big), axis),
         (lambda: F.dropout_mask(big, 0.5, seed=1), r"n must be in \[0, 2\*\*63 - 1\]"),
-        (lambda: fastnn.set_num_threads(big), r"n must be an integer in \[1, 2\*\*31 - 1\]"),
+        (lambda: fastnn.set_num_threads(big), r"n must be an integer in \[1, \d+\], got " + str(big)),
     ]:
         with pytest.raises(ValueError, match=match):
             call()

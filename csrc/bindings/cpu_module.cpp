@@ -5,11 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <climits>
-
 #include "bindings/buffers.h"
 #include "bindings/common.h"
 #include "cpu/dispatch.h"
+#include "cpu/thread_pool.h"
 #include "families.h"
 
 namespace py = pybind11;
@@ -23,7 +22,7 @@ FASTNN_FAMILIES(FASTNN_DECLARE_BIND)
 }  // namespace fastnn
 
 PYBIND11_MODULE(_cpu, m) {
-  m.doc() = "fastnn CPU kernels (OpenMP + SIMD). Use fastnn.functional, not this module.";
+  m.doc() = "fastnn CPU kernels (SIMD, fastnn's own worker threads). Use fastnn.functional, not this module.";
   fastnn::bind::register_errors();
   // The setters throw std::invalid_argument, which pybind11 raises as ValueError.
   m.attr("__version__") = FASTNN_VERSION;
@@ -37,11 +36,14 @@ PYBIND11_MODULE(_cpu, m) {
         "Use the kernels compiled for `name` (a level from simd_available()).");
   m.def("get_num_threads", &fastnn::cpu::num_threads);
   m.def("set_num_threads", [](py::handle n) {
-    const int64_t v = fastnn::bind::int_arg(n, "n", "an integer in [1, 2**31 - 1]", INT64_MIN, INT_MAX);
+    static const std::string rule = "an integer in [1, " + std::to_string(fastnn::cpu::kMaxThreads) + "]";
+    const int64_t v = fastnn::bind::int_arg(n, "n", rule.c_str(), INT64_MIN, fastnn::cpu::kMaxThreads);
     if (v < 1) throw fastnn::ops::ValueError("n must be >= 1, got " + std::to_string(v));
     fastnn::cpu::set_num_threads(int(v));
   }, py::arg("n"));
-  m.def("has_openmp", &fastnn::cpu::has_openmp);
+  m.def("spin_microseconds", &fastnn::cpu::spin_microseconds,
+        "How long an idle worker thread looks for more work before it sleeps.");
+  m.def("set_spin_microseconds", &fastnn::cpu::set_spin_microseconds, py::arg("us"));
   m.def("stream_threshold", &fastnn::cpu::stream_threshold,
         "Elementwise passes over more bytes than this stream their output past the cache.");
   m.def("set_stream_threshold", &fastnn::cpu::set_stream_threshold, py::arg("bytes"),
