@@ -14,7 +14,7 @@ class _BatchNorm(Module):
     _layout = ""  # for error messages
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 *, channels_last=False, activation=None, dtype=None):
+                 *, bias=True, channels_last=False, activation=None, dtype=None):
         super().__init__()
         self.num_features = check_int(num_features, "num_features", 1)
         self.eps = check_float(eps, "eps")
@@ -24,6 +24,7 @@ class _BatchNorm(Module):
         if self.momentum is not None and not 0 <= self.momentum <= 1:
             raise ValueError(f"momentum must be in [0, 1] or None, got {self.momentum}")
         self.affine = check_bool(affine, "affine")
+        check_bool(bias, "bias")
         self.track_running_stats = check_bool(track_running_stats, "track_running_stats")
         self.channels_last = check_bool(channels_last, "channels_last")
         if activation not in (None, "relu"):
@@ -33,7 +34,10 @@ class _BatchNorm(Module):
         c = self.num_features
         if affine:
             self.weight = Parameter(np.ones(c, dtype))
-            self.bias = Parameter(np.zeros(c, dtype))
+            if bias:
+                self.bias = Parameter(np.zeros(c, dtype))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -54,8 +58,9 @@ class _BatchNorm(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             self.weight.data.fill(1)
+        if self.bias is not None:
             self.bias.data.fill(0)
 
     def _input_dtype(self):
@@ -98,11 +103,10 @@ class _BatchNorm(Module):
         dx, dweight, dbias = F.batch_norm_backward(
             dy, x, None if weight is None else weight.data, mean, invstd, training=training,
             channel_axis=-1 if self.channels_last else 1, activation=activation, y=y)
-        if weight is not None:
-            if weight.requires_grad:
-                weight._accumulate(dweight)
-            if self.bias.requires_grad:
-                self.bias._accumulate(dbias)
+        if weight is not None and weight.requires_grad:
+            weight._accumulate(dweight)
+        if self.bias is not None and self.bias.requires_grad:
+            self.bias._accumulate(dbias)
         return dx if input_grad else None
 
     def _expected(self):
@@ -110,7 +114,7 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         s = (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-             f"track_running_stats={self.track_running_stats}")
+             f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
         if self.channels_last:
             s += ", channels_last=True"
         if self.activation is not None:
@@ -121,7 +125,8 @@ class _BatchNorm(Module):
 class BatchNorm1d(_BatchNorm):
     """Batch normalization (Ioffe & Szegedy 2015) of x (N, C) or (N, C, L), torch's
     BatchNorm1d: ``eps``, ``momentum`` (None: the cumulative average of every batch's
-    statistics), ``affine`` (weight ones, bias zeros), ``track_running_stats`` (buffers
+    statistics), ``affine`` (weight ones, bias zeros; ``bias=False``: the weight only),
+    ``track_running_stats`` (buffers
     running_mean, running_var, num_batches_tracked). Training normalizes with the batch
     statistics and updates the running ones; eval uses the running ones (batch
     statistics if there are none).
