@@ -123,10 +123,9 @@ def test_batch_norm_vs_torch_over_steps(torch, rng, name, shape, kw):
     """Five training steps (running statistics and num_batches_tracked follow torch's), then
     eval: outputs, gradients, buffers."""
     ours, theirs = getattr(nn, name)(5, **kw).double(), getattr(torch.nn, name)(5, **kw).double()
-    if kw.get("affine", True):
-        with torch.no_grad():
-            theirs.weight.uniform_(0.5, 2)
-            theirs.bias.uniform_(-1, 1)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.uniform_(0.5, 2)
     for step in range(5):
         x = 2 + 3 * rng.standard_normal(shape)
         ours.zero_grad()
