@@ -19,8 +19,9 @@ class _Elementwise(Module):
         return self._f(x)
 
     def backward(self, dy, *, input_grad=True):
-        x = self._take_saved()
+        x = self._saved_state()
         dy = check_grad(self, dy, x.shape, x.dtype)
+        self._saved = None
         return self._df(dy, x) if input_grad else None
 
 
@@ -175,8 +176,9 @@ class PReLU(Module):
         return F.prelu(x, self.weight.data, channel_axis=1)
 
     def backward(self, dy, *, input_grad=True):
-        x = self._take_saved()
+        x = self._saved_state()
         dy = check_grad(self, dy, x.shape, x.dtype)
+        self._saved = None
         dx, dweight = F.prelu_backward(dy, x, self.weight.data, channel_axis=1)
         if self.weight.requires_grad:
             self.weight._accumulate(dweight)

@@ -125,9 +125,10 @@ class Conv2d(Module):
         return xp.ascontiguousarray(y.reshape(self.out_channels, n, *out_hw).transpose(1, 0, 2, 3))
 
     def backward(self, dy, *, input_grad=True):
-        cols, shape, out_hw = self._take_saved()
+        cols, shape, out_hw = self._saved_state()
         n, c, h, w = shape
         dy = check_grad(self, dy, (n, self.out_channels, *out_hw), self.weight.dtype)
+        self._saved = None
         xp = array_module(dy)
         dy2 = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(self.out_channels, -1)  # (O, N*OH*OW)
         weight, bias = self.weight, self.bias

@@ -44,8 +44,9 @@ class Dropout(Module):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        mask, seed_offset, shape, dtype = self._take_saved()
+        mask, seed_offset, shape, dtype = self._saved_state()
         dy = check_grad(self, dy, shape, dtype)
+        self._saved = None
         if not input_grad:
             return None
         if mask is _IDENTITY:

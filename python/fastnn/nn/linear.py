@@ -79,8 +79,9 @@ class Linear(_Affine):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, dy, *, input_grad=True):
-        x2, shape = self._take_saved()
+        x2, shape = self._saved_state()
         dy = check_grad(self, dy, (*shape[:-1], self.out_features), self.weight.dtype)
+        self._saved = None
         dx = self._affine_backward(dy.reshape(-1, self.out_features), x2, input_grad)
         return None if dx is None else dx.reshape(shape)
 
@@ -111,8 +112,9 @@ class Maxout(_Affine):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, dy, *, input_grad=True):
-        x2, z, shape = self._take_saved()
+        x2, z, shape = self._saved_state()
         dy = check_grad(self, dy, (*shape[:-1], self.out_features), self.weight.dtype)
+        self._saved = None
         dz = F.maxout_backward(dy.reshape(-1, self.out_features), z, self.pieces, channel_axis=1, out=z)
         dx = self._affine_backward(dz, x2, input_grad)
         return None if dx is None else dx.reshape(shape)

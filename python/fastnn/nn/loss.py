@@ -119,9 +119,10 @@ class CrossEntropyLoss(_Loss):
         return (1 - eps) * nll + eps * (lse - logits.mean(axis=1))
 
     def backward(self, dloss=None):
-        probs, target, kept, shape = self._take_saved()
+        probs, target, kept, shape = self._saved_state()
         xp = array_module(probs)
         dloss = self._dloss(dloss, shape[:1], probs.dtype)
+        self._saved = None
         m, c = probs.shape
         rows = xp.arange(m)
         eps = self.label_smoothing
@@ -167,8 +168,9 @@ class MSELoss(_Loss):
         return self._reduce(diff * diff)
 
     def backward(self, dloss=None):
-        diff = self._take_saved()
+        diff = self._saved_state()
         dloss = self._dloss(dloss, diff.shape, diff.dtype)
+        self._saved = None
         scale = 2.0 / diff.size if self.reduction == "mean" and diff.size else 2.0
         grad = diff * diff.dtype.type(scale)
         if dloss is not None:
@@ -192,8 +194,9 @@ class BCEWithLogitsLoss(_Loss):
         return self._reduce(per_element)
 
     def backward(self, dloss=None):
-        x, t = self._take_saved()
+        x, t = self._saved_state()
         dloss = self._dloss(dloss, x.shape, x.dtype)
+        self._saved = None
         grad = F.sigmoid(x)
         grad -= t
         if self.reduction == "mean" and x.size:

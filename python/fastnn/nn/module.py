@@ -111,12 +111,18 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
-    def _take_saved(self):
-        """What forward kept, once: RuntimeError before forward or on a second backward."""
+    def _saved_state(self):
+        """What forward kept: RuntimeError before forward or after the backward used it.
+        A backward sets ``_saved`` to None once its checks pass (a refused call keeps it)."""
         saved = self._saved
         if saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice after one forward)")
+        return saved
+
+    def _take_saved(self):
+        """What forward kept, used up now (for backwards that check nothing first)."""
+        saved = self._saved_state()
         self._saved = None
         return saved
 
@@ -319,6 +325,8 @@ class Module:
                 continue
             value = state_dict[key]
             array = target.data if isinstance(target, Parameter) else target
+            if isinstance(value, np.generic):  # a NumPy scalar: a 0-d array
+                value = np.asarray(value)
             if not is_array(value):
                 raise TypeError(f"state_dict[{key!r}] must be an array, got {type(value).__name__}")
             if value.shape != array.shape:

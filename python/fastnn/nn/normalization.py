@@ -97,8 +97,9 @@ class _BatchNorm(Module):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        x, y, mean, invstd, training, activation = self._take_saved()
+        x, y, mean, invstd, training, activation = self._saved_state()
         dy = check_grad(self, dy, x.shape, x.dtype)
+        self._saved = None
         weight = self.weight
         dx, dweight, dbias = F.batch_norm_backward(
             dy, x, None if weight is None else weight.data, mean, invstd, training=training,

@@ -71,8 +71,9 @@ class MaxPool2d(_Pool2d):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        index, shape, out_hw, dtype = self._take_saved()
+        index, shape, out_hw, dtype = self._saved_state()
         dy = check_grad(self, dy, (*shape[:2], *out_hw), dtype)
+        self._saved = None
         if not input_grad:
             return None
         xp = array_module(dy)
@@ -96,8 +97,9 @@ class AvgPool2d(_Pool2d):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        shape, out_hw, dtype = self._take_saved()
+        shape, out_hw, dtype = self._saved_state()
         dy = check_grad(self, dy, (*shape[:2], *out_hw), dtype)
+        self._saved = None
         if not input_grad:
             return None
         share = dy / (self.kernel_size[0] * self.kernel_size[1])
@@ -126,8 +128,9 @@ class Flatten(Module):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        shape, out_shape, dtype = self._take_saved()
+        shape, out_shape, dtype = self._saved_state()
         dy = check_grad(self, dy, out_shape, dtype)
+        self._saved = None
         return dy.reshape(shape) if input_grad else None
 
     def extra_repr(self):
