@@ -85,9 +85,10 @@ def load(f):
     """Read what ``save`` wrote (a path or a binary file object), arrays as NumPy arrays.
     A plain ``numpy.savez`` file loads as a dict of its arrays. Never unpickles: a file
     holding an object array raises ValueError."""
-    with np.load(f, allow_pickle=False) as data:
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"{f!r} is a single .npy array, not a .npz file")
+    data = np.load(f, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{f!r} is a single .npy array, not a .npz file")
+    with data:
         arrays = {}
         for name in data.files:
             try:
@@ -97,6 +98,8 @@ def load(f):
                     raise
                 raise ValueError(f"{f!r}: member {name!r} is an object array; fastnn.load never "
                                  "unpickles (that could run code)") from None
+            if not isinstance(arrays[name], np.ndarray):
+                raise ValueError(f"{f!r}: member {name!r} is not a .npy array")
     if _SKELETON not in arrays:
         return arrays
     skeleton = arrays.pop(_SKELETON)
