@@ -10,6 +10,7 @@ anything is written.
 
 import functools
 import numbers
+import types
 from collections import namedtuple
 
 import numpy as np
@@ -466,7 +467,8 @@ __all__ += ["softmax", "log_softmax"]
 
 # ------------------------------------------------------- Parameters as arrays
 # Every public function takes a fastnn.nn.Parameter wherever it takes an array (its
-# .data), also inside out=(...). Done here, once, around each function.
+# .data), also inside out=(...). Done here, once, around each function. The layers,
+# which always pass arrays, call the unwrapped functions (``raw``) and skip that step.
 
 def _unwrap(value, parameter):
     if isinstance(value, parameter):
@@ -476,17 +478,19 @@ def _unwrap(value, parameter):
     return value
 
 
-def _accepting_parameters(fn):
-    from .nn.parameter import Parameter
-
+def _accepting_parameters(fn, parameter):
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        return fn(*[_unwrap(a, Parameter) for a in args],
-                  **{k: _unwrap(v, Parameter) for k, v in kwargs.items()})
+        return fn(*[_unwrap(a, parameter) for a in args],
+                  **{k: _unwrap(v, parameter) for k, v in kwargs.items()})
     return call
 
 
-for _name in __all__:
-    if _name not in ("BatchNormOutput", "DropoutOutput"):
-        globals()[_name] = _accepting_parameters(globals()[_name])
+_FUNCTIONS = [name for name in __all__ if name not in ("BatchNormOutput", "DropoutOutput")]
+raw = types.SimpleNamespace(**{name: globals()[name] for name in _FUNCTIONS})
+
+from .nn.parameter import Parameter  # noqa: E402 (after raw: fastnn.nn's layers import it)
+
+for _name in _FUNCTIONS:
+    globals()[_name] = _accepting_parameters(globals()[_name], Parameter)
 del _name

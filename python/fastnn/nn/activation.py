@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import functional as F
+from ..functional import raw as F  # arrays only: no Parameter unwrapping
 from .module import Module, check_bool, check_float, check_grad, check_input, check_int, factory_dtype
 from .parameter import Parameter
 

@@ -77,7 +77,8 @@ class Conv2d(Module):
     (in_channels*kh*kw, N*OH*OW) matrix, and one matmul with the weight gives every output.
     Initialized as torch does (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels*kh*kw).
     Keeps that im2col matrix (kh*kw/(sh*sw) times the input's size) for the weight
-    gradient, and the input's shape."""
+    gradient, and the input's shape; the matrix and one output-sized work array stay
+    allocated between calls, reused while the input's shape repeats."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  dilation=1, bias=True, dtype=None):
@@ -90,6 +91,7 @@ class Conv2d(Module):
         self.dilation = pair(dilation, "dilation", 1)
         check_bool(bias, "bias")
         dtype = factory_dtype(dtype)
+        self._workspace = {}
         self.weight = Parameter(np.empty((self.out_channels, self.in_channels, *self.kernel_size), dtype))
         if bias:
             self.bias = Parameter(np.empty(self.out_channels, dtype))
@@ -106,31 +108,49 @@ class Conv2d(Module):
             bound = 1 / math.sqrt(self.in_channels * math.prod(self.kernel_size))
             init.uniform_(self.bias, -bound, bound, generator=rng)
 
+    def _work(self, name, shape, dtype, xp):
+        """A work array kept between calls and reused while its shape repeats: a fresh
+        multi-megabyte allocation costs page faults on every step. Only the layer uses
+        it; what a call returns is always a new array."""
+        buf = self._workspace.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or array_module(buf) is not xp:
+            buf = self._workspace[name] = xp.empty(shape, dtype)
+        return buf
+
     def forward(self, x):
         x = check_input(self, x, self.weight.dtype)
         xp = array_module(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__}: expected input of shape (N, {self.in_channels}, H, W), "
                              f"got {tuple(x.shape)}")
-        n = x.shape[0]
+        n, o = x.shape[0], self.out_channels
         out_hw = tuple(output_size(self, x.shape[2 + a], self.kernel_size[a], self.stride[a],
                                    self.padding[a], self.dilation[a]) for a in range(2))
+        pixels = n * out_hw[0] * out_hw[1]
         view = windows(pad(x, self.padding), self.kernel_size, self.stride, self.dilation, out_hw)
-        # (C, kh, kw, N, OH, OW): row (c, i, j) of cols holds what weight[:, c, i, j] multiplies
-        cols = xp.ascontiguousarray(view.transpose(1, 2, 3, 0, 4, 5)).reshape(-1, n * out_hw[0] * out_hw[1])
-        y = self.weight.data.reshape(self.out_channels, -1) @ cols  # (O, N*OH*OW)
+        # cols (C*kh*kw, N*OH*OW): row (c, i, j) holds what weight[:, c, i, j] multiplies
+        cols = self._work("cols", (self.in_channels * math.prod(self.kernel_size), pixels), x.dtype, xp)
+        xp.copyto(cols.reshape(view.shape[1:4] + (n,) + out_hw), view.transpose(1, 2, 3, 0, 4, 5))
+        product = self._work("product", (o, pixels), x.dtype, xp)
+        xp.matmul(self.weight.data.reshape(o, -1), cols, out=product)
+        y = xp.empty((n, o, *out_hw), x.dtype)
+        by_channel = product.reshape(o, n, -1).transpose(1, 0, 2)  # (N, O, OH*OW), the output's order
         if self.bias is not None:
-            y += self.bias.data[:, None]
+            xp.add(by_channel, self.bias.data[:, None], out=y.reshape(n, o, -1))
+        else:
+            xp.copyto(y.reshape(n, o, -1), by_channel)
         self._saved = (cols, x.shape, out_hw)
-        return xp.ascontiguousarray(y.reshape(self.out_channels, n, *out_hw).transpose(1, 0, 2, 3))
+        return y
 
     def backward(self, dy, *, input_grad=True):
         cols, shape, out_hw = self._saved_state()
         n, c, h, w = shape
-        dy = check_grad(self, dy, (n, self.out_channels, *out_hw), self.weight.dtype)
+        o = self.out_channels
+        dy = check_grad(self, dy, (n, o, *out_hw), self.weight.dtype)
         self._saved = None
         xp = array_module(dy)
-        dy2 = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(self.out_channels, -1)  # (O, N*OH*OW)
+        dy2 = self._work("dy2", (o, cols.shape[1]), dy.dtype, xp)  # (O, N*OH*OW)
+        xp.copyto(dy2.reshape(o, n, -1), dy.reshape(n, o, -1).transpose(1, 0, 2))
         weight, bias = self.weight, self.bias
         if weight.requires_grad:
             weight._accumulate((dy2 @ cols.T).reshape(weight.shape))
@@ -139,7 +159,8 @@ class Conv2d(Module):
         if not input_grad:
             return None
         kh, kw = self.kernel_size
-        dcols = (weight.data.reshape(self.out_channels, -1).T @ dy2).reshape(c, kh, kw, n, *out_hw)
+        dcols = xp.matmul(weight.data.reshape(o, -1).T, dy2, out=cols)  # cols is used up: reuse it
+        dcols = dcols.reshape(c, kh, kw, n, *out_hw)
         ph, pw = self.padding
         dxp = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dy.dtype)
         for i in range(kh):  # col2im: add each kernel offset's gradient back where it read

@@ -1,6 +1,6 @@
 """``Dropout`` over fastnn's counter-based (Philox) dropout kernel."""
 
-from .. import functional as F
+from ..functional import raw as F  # arrays only: no Parameter unwrapping
 from .. import random as _random
 from .module import Module, check_bool, check_float, check_grad, check_input
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .. import functional as F
+from ..functional import raw as F  # arrays only: no Parameter unwrapping
 from .. import init
 from .module import Module, check_bool, check_grad, check_input, check_int, factory_dtype
 from .parameter import Parameter

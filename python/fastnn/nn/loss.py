@@ -3,7 +3,7 @@
 gradient flowing into the loss; with reduction='none' dloss, one value per element or
 row, is required)."""
 
-from .. import functional as F
+from ..functional import raw as F  # arrays only: no Parameter unwrapping
 from .module import Module, array_module, check_float, check_input, check_int, is_array
 
 __all__ = ["CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss"]

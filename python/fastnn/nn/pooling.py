@@ -33,17 +33,23 @@ class _Pool2d(Module):
         return x, windows(pad(x, self.padding, fill), self.kernel_size, self.stride, _NO_DILATION, out_hw), out_hw
 
     def _scatter(self, shape, out_hw, dy, grad_at):
-        """dx (shape): the sum over kernel offsets k = (i, j) of grad_at(k) (an (N, C, OH, OW)
-        array) added where offset k's windows read the input."""
+        """dx (shape): the sum over kernel offsets k = (i, j) of grad_at(k, out), the
+        (N, C, OH, OW) gradient of what offset k's windows read, added there (written
+        straight into out, that part of dx, when windows do not overlap)."""
         n, c, h, w = shape
-        ph, pw = self.padding
+        (ph, pw), (kh, kw), (sh, sw) = self.padding, self.kernel_size, self.stride
         xp = array_module(dy)
-        dxp = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dy.dtype)
-        kh, kw = self.kernel_size
+        padded = (n, c, h + 2 * ph, w + 2 * pw)
+        disjoint = sh >= kh and sw >= kw
+        tiled = (sh, sw) == (kh, kw) and padded[2:] == (out_hw[0] * sh, out_hw[1] * sw)
+        dxp = xp.empty(padded, dy.dtype) if tiled else xp.zeros(padded, dy.dtype)
         for i in range(kh):
             for j in range(kw):
                 hs, ws = window_slice(i, j, self.stride, _NO_DILATION, out_hw)
-                dxp[:, :, hs, ws] += grad_at(i * kw + j)
+                if disjoint:  # each input element is read by one window at most
+                    grad_at(i * kw + j, dxp[:, :, hs, ws])
+                else:
+                    dxp[:, :, hs, ws] += grad_at(i * kw + j, None)
         return unpad(dxp, self.padding)
 
     def extra_repr(self):
@@ -54,19 +60,33 @@ class MaxPool2d(_Pool2d):
     """The maximum over each kh x kw window of x (N, C, H, W), moved by ``stride``
     (default: kernel_size); ``padding`` adds -inf around H and W. A NaN in a window is
     its maximum (as torch). The gradient goes to each window's maximum (the first one
-    on ties). Keeps only the index of each window's maximum (one byte per output when
-    kh*kw <= 256) and the input's shape."""
+    on ties, the first NaN if any). Keeps only the index of each window's maximum (one
+    byte per output) and the input's shape."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__(kernel_size, stride, padding)
+        if self.kernel_size[0] * self.kernel_size[1] > 256:
+            raise ValueError(f"kernel_size {self.kernel_size} has more than 256 elements")
 
     def forward(self, x):
         x, view, out_hw = self._windows(x, -math.inf)
         xp = array_module(x)
-        n, c = x.shape[:2]
-        # (N, C, OH, OW, kh*kw): one row per window, then the first maximum of each
-        flat = xp.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c, *out_hw, -1)
-        index = flat.argmax(axis=-1)
-        y = xp.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
-        if flat.shape[-1] <= 256:
-            index = index.astype(np.uint8)
+        kw = self.kernel_size[1]
+        offsets = self.kernel_size[0] * kw
+        # one pass per kernel offset k over the (N, C, OH, OW) outputs: where offset k's
+        # value beats the best so far (strictly: ties keep the first), it becomes the best;
+        # k exceeds every earlier index, so max(index, k * beats) records it
+        y = view[:, :, 0, 0].copy()
+        index = xp.zeros(y.shape, np.uint8)
+        for k in range(1, offsets):
+            value = view[:, :, k // kw, k % kw]
+            xp.maximum(index, (value > y).view(np.uint8) * np.uint8(k), out=index)
+            xp.maximum(y, value, out=y)  # NaN propagates
+        nan = y != y
+        if nan.any():  # the winner of a window holding NaN is its first NaN
+            for k in range(offsets - 1, -1, -1):
+                value = view[:, :, k // kw, k % kw]
+                xp.copyto(index, np.uint8(k), where=nan & (value != value))
         self._saved = (index, x.shape, out_hw, x.dtype)
         return y
 
@@ -77,8 +97,7 @@ class MaxPool2d(_Pool2d):
         if not input_grad:
             return None
         xp = array_module(dy)
-        zero = dy.dtype.type(0)
-        return self._scatter(shape, out_hw, dy, lambda k: xp.where(index == k, dy, zero))
+        return self._scatter(shape, out_hw, dy, lambda k, out: xp.multiply(dy, index == k, out=out))
 
 
 class AvgPool2d(_Pool2d):
@@ -103,7 +122,12 @@ class AvgPool2d(_Pool2d):
         if not input_grad:
             return None
         share = dy / (self.kernel_size[0] * self.kernel_size[1])
-        return self._scatter(shape, out_hw, dy, lambda k: share)
+
+        def grad_at(k, out):
+            if out is None:
+                return share
+            out[...] = share
+        return self._scatter(shape, out_hw, dy, grad_at)
 
 
 class Flatten(Module):
