@@ -1,6 +1,6 @@
 """Benchmarks run on request: pytest bench/ --benchmark-only (never part of the test run).
 
-The cases are fastnn.bench.registry's, the ones `fastnn bench` times; each group is one
+The cases are fastnn.bench.families', the ones `fastnn bench` times; each group is one
 case, with fastnn (default call and out=), NumPy, PyTorch, the extras and the memory
 floor side by side. BENCH_SIZES (default 256K,64M) sets the sizes, BENCH_THREADS the
 thread count for fastnn and PyTorch (default: all cores)."""

@@ -28,6 +28,32 @@ def test_every_family_has_cases():
     assert len({c.name for c in CASES}) == len(CASES)
 
 
+def test_a_family_is_one_module_and_one_line(monkeypatch):
+    """A module in fastnn.bench.families with cases(), named in FAMILIES, is benchmarked."""
+    import sys
+    import types
+
+    from fastnn.bench import families
+
+    def make(n, torch):
+        a, out = np.arange(n, dtype=np.float32), np.empty(n, np.float32)
+        floor = registry.Floor(registry.stream([a], [out]))
+        return registry.Built({"fastnn": lambda: a + 1, "numpy": lambda: a + 1, "floor": floor}, floor)
+
+    fake = types.ModuleType("fastnn.bench.families.fake")
+    fake.cases = lambda: [registry.Case("fake", "plus_one forward", "flat", make, has_out=False)]
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setattr(families, "FAMILIES", families.FAMILIES + ("fake",))
+    got = registry.cases([1000, 2000])
+    assert [c.name for c in got if c.family == "fake"] == ["plus_one forward flat 1000",
+                                                            "plus_one forward flat 2000"]
+    first_size = [c.op for c in got if c.n == 1000]
+    assert first_size == [c.op for c in CASES] + ["plus_one forward"]  # sizes one after another
+    (case,) = registry.select(got, ["plus_one"])[:1]
+    assert case.n == 1000 and case.impl_names(False) == ["fastnn", "numpy", "floor"]
+    np.testing.assert_array_equal(case.build().impls["fastnn"](), np.arange(1000) + 1)
+
+
 @pytest.fixture(scope="module")
 def torch_or_none():
     return runner.import_torch()

@@ -1,7 +1,8 @@
 """``fastnn bench``: fastnn against NumPy, PyTorch CPU and the memory floor.
 
-The cases live in ``registry`` (also used by the pytest-benchmark suites in bench/);
-``runner`` times them and writes the table, the JSON and the plot.
+The cases live in ``families`` (one module per kernel family) over the framework in
+``registry``, also used by the pytest-benchmark suite in bench/; ``runner`` times them
+and writes the table, the JSON and the plot.
 """
 
 import os
@@ -71,8 +72,8 @@ def main(args):
 
 
 def pytest_params(*families):
-    """pytest parameters (case, implementation) of the families, for bench/test_*.py;
-    sizes from the environment variable BENCH_SIZES (default: DEFAULT_SIZES)."""
+    """pytest parameters (case, implementation) of the families (default: all), for
+    bench/; sizes from the environment variable BENCH_SIZES (default: DEFAULT_SIZES)."""
     import os
 
     import pytest
@@ -80,4 +81,4 @@ def pytest_params(*families):
     sizes = os.environ.get("BENCH_SIZES", ",".join(DEFAULT_SIZES)).split(",")
     return [pytest.param(case, impl, id=f"{case.name.replace(' ', '-')}-{impl}")
             for case in registry.cases([registry.parse_size(s) for s in sizes])
-            if case.family in families for impl in case.impl_names(with_torch=True)]
+            if not families or case.family in families for impl in case.impl_names(with_torch=True)]

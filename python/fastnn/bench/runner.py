@@ -19,7 +19,6 @@ import time
 import numpy as np
 
 import fastnn
-from . import registry
 
 SLOW_MARK = "*"
 UNCAPPED = ("fastnn", "fastnn_out", "floor")  # the ratios' basis: every round, whatever the budget
@@ -101,6 +100,7 @@ def result_row(case, built, timed):
         "elements": case.n, "dtype": case.dtype, "bytes": built.floor.bytes,
         "floor_pattern": built.floor.pattern,
         "ms": ms, "calls": {k: c for k, (_, c) in timed.items()},
+        "labels": {k: label for k, label in case.extras if k in ms},
         "speedup_numpy": ms["numpy"] / fast,
         "speedup_torch": ms["torch"] / fast if "torch" in ms else None,
         "gb_per_s": built.floor.bytes / (fast * 1e-3) / 1e9,
@@ -174,8 +174,7 @@ def table(rows, m, rounds, budget_s):
              "| vs NumPy | vs PyTorch | GB/s | / floor | other ms |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        other = "; ".join(f"{registry.EXTRAS[k]} {_ms(r, k, rounds)}" for k in r["ms"]
-                          if k in registry.EXTRAS)
+        other = "; ".join(f"{label} {_ms(r, k, rounds)}" for k, label in r["labels"].items())
         torch_x = f"{r['speedup_torch']:.2f}x" if r["speedup_torch"] else "-"
         lines.append(
             f"| {r['op']} | {r['layout']} | {r['size']} | {_ms(r, 'fastnn', rounds)} "
