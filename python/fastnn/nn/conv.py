@@ -153,7 +153,7 @@ class Conv2d(Module):
         xp.copyto(dy2.reshape(o, n, -1), dy.reshape(n, o, -1).transpose(1, 0, 2))
         weight, bias = self.weight, self.bias
         if weight.requires_grad:
-            weight._accumulate((dy2 @ cols.T).reshape(weight.shape))
+            weight._accumulate(xp.matmul(dy2, cols.T).reshape(weight.shape))
         if bias is not None and bias.requires_grad:
             bias._accumulate(dy2.sum(1))
         if not input_grad:
@@ -166,7 +166,8 @@ class Conv2d(Module):
         for i in range(kh):  # col2im: add each kernel offset's gradient back where it read
             for j in range(kw):
                 hs, ws = window_slice(i, j, self.stride, self.dilation, out_hw)
-                dxp[:, :, hs, ws] += dcols[:, i, j].transpose(1, 0, 2, 3)
+                part = dxp[:, :, hs, ws]
+                xp.add(part, dcols[:, i, j].transpose(1, 0, 2, 3), out=part)
         return unpad(dxp, self.padding)
 
     def extra_repr(self):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..functional import raw as F  # arrays only: no Parameter unwrapping
 from .. import init
-from .module import Module, check_bool, check_grad, check_input, check_int, factory_dtype
+from .module import Module, array_module, check_bool, check_grad, check_input, check_int, factory_dtype
 from .parameter import Parameter
 
 __all__ = ["Linear", "Maxout"]
@@ -44,20 +44,22 @@ class _Affine(Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"{type(self).__name__}: expected input of shape (*, {self.in_features}), "
                              f"got {tuple(x.shape)}")
+        xp = array_module(x)
         x2 = x.reshape(-1, self.in_features)
-        z = x2 @ self.weight.data.T
+        z = xp.matmul(x2, self.weight.data.T)
         if self.bias is not None:
-            z += self.bias.data
+            xp.add(z, self.bias.data, out=z)
         return x2, z
 
     def _affine_backward(self, dz, x2, input_grad):
         """Adds dweight = dz.T @ x and dbias = sum(dz) to the gradients; returns dz @ weight."""
         weight, bias = self.weight, self.bias
+        xp = array_module(dz)
         if weight.requires_grad:
-            weight._accumulate(dz.T @ x2)
+            weight._accumulate(xp.matmul(dz.T, x2))
         if bias is not None and bias.requires_grad:
             bias._accumulate(dz.sum(0))
-        return dz @ weight.data if input_grad else None
+        return xp.matmul(dz, weight.data) if input_grad else None
 
 
 class Linear(_Affine):

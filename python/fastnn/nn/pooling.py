@@ -46,10 +46,11 @@ class _Pool2d(Module):
         for i in range(kh):
             for j in range(kw):
                 hs, ws = window_slice(i, j, self.stride, _NO_DILATION, out_hw)
+                part = dxp[:, :, hs, ws]
                 if disjoint:  # each input element is read by one window at most
-                    grad_at(i * kw + j, dxp[:, :, hs, ws])
+                    grad_at(i * kw + j, part)
                 else:
-                    dxp[:, :, hs, ws] += grad_at(i * kw + j, None)
+                    xp.add(part, grad_at(i * kw + j, None), out=part)
         return unpad(dxp, self.padding)
 
     def extra_repr(self):
@@ -108,10 +109,11 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         x, view, out_hw = self._windows(x, 0.0)
         kh, kw = self.kernel_size
+        xp = array_module(x)
         y = view[:, :, 0, 0].copy()
         for k in range(1, kh * kw):
-            y += view[:, :, k // kw, k % kw]
-        y /= kh * kw
+            xp.add(y, view[:, :, k // kw, k % kw], out=y)
+        xp.divide(y, kh * kw, out=y)
         self._saved = (x.shape, out_hw, x.dtype)
         return y
 
@@ -121,12 +123,11 @@ class AvgPool2d(_Pool2d):
         self._saved = None
         if not input_grad:
             return None
-        share = dy / (self.kernel_size[0] * self.kernel_size[1])
+        xp = array_module(dy)
+        share = xp.divide(dy, self.kernel_size[0] * self.kernel_size[1])
 
         def grad_at(k, out):
-            if out is None:
-                return share
-            out[...] = share
+            return share if out is None else xp.copyto(out, share)
         return self._scatter(shape, out_hw, dy, grad_at)
 
 
