@@ -155,20 +155,24 @@ class Conv2d(Module):
         if weight.requires_grad:
             weight._accumulate(xp.matmul(dy2, cols.T).reshape(weight.shape))
         if bias is not None and bias.requires_grad:
-            bias._accumulate(dy2.sum(1))
+            bias._accumulate(xp.sum(dy2, axis=1))
         if not input_grad:
             return None
         kh, kw = self.kernel_size
         dcols = xp.matmul(weight.data.reshape(o, -1).T, dy2, out=cols)  # cols is used up: reuse it
         dcols = dcols.reshape(c, kh, kw, n, *out_hw)
         ph, pw = self.padding
-        dxp = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dy.dtype)
-        for i in range(kh):  # col2im: add each kernel offset's gradient back where it read
+        # col2im: add each kernel offset's gradient back where it read, in dcols' (C, N)
+        # order (a third faster than adding across it), then one copy to (N, C) unpadded
+        dxp = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=dy.dtype)
+        for i in range(kh):
             for j in range(kw):
                 hs, ws = window_slice(i, j, self.stride, self.dilation, out_hw)
                 part = dxp[:, :, hs, ws]
-                xp.add(part, dcols[:, i, j].transpose(1, 0, 2, 3), out=part)
-        return unpad(dxp, self.padding)
+                xp.add(part, dcols[:, i, j], out=part)
+        dx = xp.empty(shape, dy.dtype)
+        xp.copyto(dx, dxp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+        return dx
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

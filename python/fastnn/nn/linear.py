@@ -58,7 +58,7 @@ class _Affine(Module):
         if weight.requires_grad:
             weight._accumulate(xp.matmul(dz.T, x2))
         if bias is not None and bias.requires_grad:
-            bias._accumulate(dz.sum(0))
+            bias._accumulate(xp.sum(dz, axis=0))
         return xp.matmul(dz, weight.data) if input_grad else None
 
 

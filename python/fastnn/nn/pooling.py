@@ -77,13 +77,14 @@ class MaxPool2d(_Pool2d):
         # one pass per kernel offset k over the (N, C, OH, OW) outputs: where offset k's
         # value beats the best so far (strictly: ties keep the first), it becomes the best;
         # k exceeds every earlier index, so max(index, k * beats) records it
-        y = view[:, :, 0, 0].copy()
+        y = xp.array(view[:, :, 0, 0])
         index = xp.zeros(y.shape, np.uint8)
         for k in range(1, offsets):
             value = view[:, :, k // kw, k % kw]
-            xp.maximum(index, (value > y).view(np.uint8) * np.uint8(k), out=index)
+            beats = xp.greater(value, y).view(np.uint8)
+            xp.maximum(index, xp.multiply(beats, np.uint8(k), out=beats), out=index)
             xp.maximum(y, value, out=y)  # NaN propagates
-        nan = y != y
+        nan = xp.isnan(y)
         if nan.any():  # the winner of a window holding NaN is its first NaN
             for k in range(offsets - 1, -1, -1):
                 value = view[:, :, k // kw, k % kw]
@@ -110,7 +111,7 @@ class AvgPool2d(_Pool2d):
         x, view, out_hw = self._windows(x, 0.0)
         kh, kw = self.kernel_size
         xp = array_module(x)
-        y = view[:, :, 0, 0].copy()
+        y = xp.array(view[:, :, 0, 0])
         for k in range(1, kh * kw):
             xp.add(y, view[:, :, k // kw, k % kw], out=y)
         xp.divide(y, kh * kw, out=y)
