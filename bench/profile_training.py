@@ -9,7 +9,8 @@ one thread everywhere, each step split into
   Python         the rest: the interpreter running the layers, checks and bookkeeping
 
 The three native groups are timed by wrapping those functions (the layers look them up
-at each call); Python is what the same steps take unwrapped minus their sum. Times are
+at each call; one group at a time, less the wrapper's own measured cost per call);
+Python is what the same steps take unwrapped minus their sum. Times are
 CPU time (time.process_time), the least of 5 runs of 20 steps: with one thread they
 count the work, not the waits of a machine shared with other jobs.
 
@@ -40,6 +41,7 @@ class Timed:
     adds the seconds of each outermost timed call to totals[group]."""
 
     depth = 0  # timed calls in progress: a timed call inside another is not counted twice
+    calls = 0  # outermost timed calls made
 
     def __init__(self, fn, totals, group):
         self.fn, self.totals, self.group = fn, totals, group
@@ -51,6 +53,7 @@ class Timed:
         if Timed.depth:
             return self.fn(*args, **kwargs)
         Timed.depth += 1
+        Timed.calls += 1
         t0 = time.process_time()
         try:
             return self.fn(*args, **kwargs)
@@ -79,18 +82,37 @@ def run(step, steps):
     return (time.process_time() - t0) / steps
 
 
+def wrapper_cost():
+    """Seconds a Timed wrapper adds to each call (its clock reads), counted in its group."""
+    totals, n, args = {"x": 0.0}, 20000, (1, 2)
+    wrapped = Timed(max, totals, "x")
+    t0 = time.process_time()
+    for _ in range(n):
+        max(*args)
+    bare = time.process_time() - t0
+    t0 = time.process_time()
+    for _ in range(n):
+        wrapped(*args)
+    return max(0.0, totals["x"] - bare) / n
+
+
 def profile(model):
     step = training.build(model, None).impls["fastnn"]
     run(step, 5)  # warm-up
     total = min(run(step, STEPS) for _ in range(REPEATS))
     kernels = [n for n in dir(fastnn._cpu) if not n.startswith("_") and callable(getattr(fastnn._cpu, n))]
+    cost = wrapper_cost()
     runs = []
     for _ in range(REPEATS):
         totals = dict.fromkeys(("matmul", "fastnn", "other NumPy"), 0.0)
-        with timed(np, ["matmul"], totals, "matmul"), timed(fastnn._cpu, kernels, totals, "fastnn"), \
-                timed(np, NUMPY_CALLS, totals, "other NumPy"):
-            wrapped = run(step, STEPS)
-        runs.append((wrapped, {k: v / STEPS for k, v in totals.items()}))
+        counts = {}
+        for group, module, names in (("matmul", np, ["matmul"]), ("fastnn", fastnn._cpu, kernels),
+                                     ("other NumPy", np, NUMPY_CALLS)):
+            Timed.calls = 0
+            with timed(module, names, totals, group):
+                wrapped = run(step, STEPS)
+            counts[group] = Timed.calls
+        runs.append((wrapped, {k: max(0.0, v - counts[k] * cost) / STEPS for k, v in totals.items()}))
     parts = min(runs, key=lambda r: r[0])[1]  # the least disturbed run
     parts["Python"] = max(0.0, total - sum(parts.values()))
     return total, parts
