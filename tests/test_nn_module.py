@@ -333,3 +333,21 @@ def test_sequential_backward_runs_in_reverse(rng=np.random.default_rng(3)):
     x = rng.standard_normal(3)
     assert s.backward(s(x)) is x
     assert order == [("f", "a"), ("f", "b"), ("f", "c"), ("b", "c"), ("b", "b"), ("b", "a")]
+
+
+def test_deepcopy_and_pickle_make_independent_models():
+    """A snapshot of the best model (copy.deepcopy) or a pickled one: same outputs, own
+    arrays, and a Dropout generator that continues from the same state."""
+    import copy
+    import pickle
+
+    m = mlp()
+    m(np.ones((4, 4), np.float32))
+    for make in (copy.deepcopy, lambda model: pickle.loads(pickle.dumps(model))):
+        twin = make(m)
+        assert twin[0].weight is not m[0].weight and np.array_equal(twin[0].weight.data, m[0].weight.data)
+        assert twin[3].generator.get_state() == m[3].generator.get_state()
+        x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+        assert np.array_equal(twin(x), m(x))  # the same dropout mask too
+        twin[0].weight.data += 1
+        assert not np.array_equal(twin[0].weight.data, m[0].weight.data)

@@ -94,6 +94,13 @@ class Generator:
         with self._lock:
             self._seed, self._offset = seed, offset
 
+    def __getstate__(self):  # copy.deepcopy / pickle: the state, not the lock
+        return self.get_state()
+
+    def __setstate__(self, state):
+        self._lock = threading.Lock()
+        self._seed, self._offset = state
+
     def __repr__(self):
         return f"Generator(seed={self._seed}, offset={self._offset})"
 
