@@ -135,6 +135,8 @@ def test_backward_before_forward_and_twice():
 def test_input_grad_false_skips_dx():
     m = mlp()
     y = m(np.ones((5, 4), np.float32))
+    with pytest.raises(TypeError, match="input_grad must be a bool"):
+        m.backward(np.ones_like(y), input_grad="no")
     assert m.backward(np.ones_like(y), input_grad=False) is None
     assert m[0].weight.grad is not None
 

@@ -19,7 +19,7 @@ class _Elementwise(Module):
         return self._f(x)
 
     def backward(self, dy, *, input_grad=True):
-        x = self._saved_state()
+        x = self._saved_state(input_grad)
         dy = check_grad(self, dy, x.shape, x.dtype)
         self._saved = None
         return self._df(dy, x) if input_grad else None
@@ -176,7 +176,7 @@ class PReLU(Module):
         return F.prelu(x, self.weight.data, channel_axis=1)
 
     def backward(self, dy, *, input_grad=True):
-        x = self._saved_state()
+        x = self._saved_state(input_grad)
         dy = check_grad(self, dy, x.shape, x.dtype)
         self._saved = None
         dx, dweight = F.prelu_backward(dy, x, self.weight.data, channel_axis=1)

@@ -66,7 +66,7 @@ class Sequential(Module):
         return x
 
     def backward(self, dy, *, input_grad=True):
-        ran = self._take_saved()
+        ran = self._take_saved(input_grad)
         for module in reversed(ran[1:]):
             dy = module.backward(dy)
         if not ran:

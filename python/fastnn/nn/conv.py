@@ -143,7 +143,7 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        cols, shape, out_hw = self._saved_state()
+        cols, shape, out_hw = self._saved_state(input_grad)
         n, c, h, w = shape
         o = self.out_channels
         dy = check_grad(self, dy, (n, o, *out_hw), self.weight.dtype)

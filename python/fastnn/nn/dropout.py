@@ -44,7 +44,7 @@ class Dropout(Module):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        mask, seed_offset, shape, dtype = self._saved_state()
+        mask, seed_offset, shape, dtype = self._saved_state(input_grad)
         dy = check_grad(self, dy, shape, dtype)
         self._saved = None
         if not input_grad:

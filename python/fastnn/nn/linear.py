@@ -19,7 +19,7 @@ class _Affine(Module):
 
     def __init__(self, in_features, rows, bias, dtype):
         super().__init__()
-        self.in_features = check_int(in_features, "in_features", 0)
+        self.in_features = check_int(in_features, "in_features", 1)
         check_bool(bias, "bias")
         dtype = factory_dtype(dtype)
         self.weight = Parameter(np.empty((rows, self.in_features), dtype))
@@ -35,7 +35,7 @@ class _Affine(Module):
         rng = init._rng(generator)
         init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=rng)
         if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            bound = 1 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound, generator=rng)
 
     def _affine(self, x):
@@ -81,7 +81,7 @@ class Linear(_Affine):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, dy, *, input_grad=True):
-        x2, shape = self._saved_state()
+        x2, shape = self._saved_state(input_grad)
         dy = check_grad(self, dy, (*shape[:-1], self.out_features), self.weight.dtype)
         self._saved = None
         dx = self._affine_backward(dy.reshape(-1, self.out_features), x2, input_grad)
@@ -114,7 +114,7 @@ class Maxout(_Affine):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, dy, *, input_grad=True):
-        x2, z, shape = self._saved_state()
+        x2, z, shape = self._saved_state(input_grad)
         dy = check_grad(self, dy, (*shape[:-1], self.out_features), self.weight.dtype)
         self._saved = None
         dz = F.maxout_backward(dy.reshape(-1, self.out_features), z, self.pieces, channel_axis=1, out=z)

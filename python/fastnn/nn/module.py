@@ -111,18 +111,21 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
-    def _saved_state(self):
+    def _saved_state(self, input_grad=True):
         """What forward kept: RuntimeError before forward or after the backward used it.
-        A backward sets ``_saved`` to None once its checks pass (a refused call keeps it)."""
+        A backward sets ``_saved`` to None once its checks pass (a refused call keeps it).
+        Also checks backward's input_grad flag."""
+        if input_grad is not True and input_grad is not False:
+            raise TypeError(f"input_grad must be a bool, got {type(input_grad).__name__}")
         saved = self._saved
         if saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice after one forward)")
         return saved
 
-    def _take_saved(self):
+    def _take_saved(self, input_grad=True):
         """What forward kept, used up now (for backwards that check nothing first)."""
-        saved = self._saved_state()
+        saved = self._saved_state(input_grad)
         self._saved = None
         return saved
 

@@ -97,7 +97,7 @@ class _BatchNorm(Module):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        x, y, mean, invstd, training, activation = self._saved_state()
+        x, y, mean, invstd, training, activation = self._saved_state(input_grad)
         dy = check_grad(self, dy, x.shape, x.dtype)
         self._saved = None
         weight = self.weight

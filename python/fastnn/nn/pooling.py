@@ -93,7 +93,7 @@ class MaxPool2d(_Pool2d):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        index, shape, out_hw, dtype = self._saved_state()
+        index, shape, out_hw, dtype = self._saved_state(input_grad)
         dy = check_grad(self, dy, (*shape[:2], *out_hw), dtype)
         self._saved = None
         if not input_grad:
@@ -119,7 +119,7 @@ class AvgPool2d(_Pool2d):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        shape, out_hw, dtype = self._saved_state()
+        shape, out_hw, dtype = self._saved_state(input_grad)
         dy = check_grad(self, dy, (*shape[:2], *out_hw), dtype)
         self._saved = None
         if not input_grad:
@@ -154,7 +154,7 @@ class Flatten(Module):
         return y
 
     def backward(self, dy, *, input_grad=True):
-        shape, out_shape, dtype = self._saved_state()
+        shape, out_shape, dtype = self._saved_state(input_grad)
         dy = check_grad(self, dy, out_shape, dtype)
         self._saved = None
         return dy.reshape(shape) if input_grad else None
