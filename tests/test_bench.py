@@ -24,7 +24,7 @@ def _arrays(result):
 
 def test_every_family_has_cases():
     assert {c.family for c in CASES} == {"batch_norm", "activations", "softmax_cross_entropy",
-                                         "prelu_maxout", "dropout", "optim"}
+                                         "prelu_maxout", "dropout", "optim", "training"}
     assert len({c.name for c in CASES}) == len(CASES)
 
 
@@ -48,7 +48,9 @@ def test_a_family_is_one_module_and_one_line(monkeypatch):
     assert [c.name for c in got if c.family == "fake"] == ["plus_one forward flat 1000",
                                                             "plus_one forward flat 2000"]
     first_size = [c.op for c in got if c.n == 1000]
-    assert first_size == [c.op for c in CASES] + ["plus_one forward"]  # sizes one after another
+    sized = [c.op for c in CASES if c.n == TINY]
+    assert first_size == sized + ["plus_one forward"]  # sizes one after another
+    assert [c.op for c in got if c.family == "training"] == [c.op for c in CASES if c.family == "training"]
     (case,) = registry.select(got, ["plus_one"])[:1]
     assert case.n == 1000 and case.impl_names(False) == ["fastnn", "numpy", "floor"]
     np.testing.assert_array_equal(case.build().impls["fastnn"](), np.arange(1000) + 1)
@@ -158,3 +160,20 @@ def test_cli_plot_without_matplotlib_says_so(tmp_path, capsys, monkeypatch):
     assert main(["bench", "--quick", "--ops", "relu", "--plot", str(tmp_path / "p.png")]) == 2
     assert "needs matplotlib" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("model", ["digits_mlp", "mlp", "cnn"])
+def test_training_steps_agree_without_dropout(torch, model):
+    """The training family's fastnn, NumPy and PyTorch steps compute the same thing: with
+    dropout off, their losses agree over 5 steps (float32), so each one's backward and
+    AdamW update are right too. The fixed-size cases are timed once, at the model's batch."""
+    from fastnn.bench.families import training
+
+    case = [c for c in CASES if c.op == f"{model} step"][0]
+    assert case.n == int(np.prod(training.MODELS[model][0])) and case.impl_names(True) == [
+        "fastnn", "numpy", "torch", "floor"]
+    impls = training.build(model, torch, dropout=0.0).impls
+    losses = {name: [float(impls[name]()) for _ in range(5)] for name in ("fastnn", "numpy", "torch")}
+    assert losses["fastnn"][-1] < losses["fastnn"][0]  # it learns
+    for name in ("numpy", "torch"):
+        np.testing.assert_allclose(losses[name], losses["fastnn"], rtol=2e-4, err_msg=name)

@@ -12,10 +12,12 @@ from . import functional
 from . import functional as F
 from . import random
 from . import nn, optim
+from . import init
+from .serialization import load, save
 
 __version__ = _cpu.__version__
 __all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "empty_cache",
-           "__version__"]
+           "__version__", "init", "random", "save", "load"]
 
 
 def set_num_threads(n):

@@ -162,11 +162,12 @@ def image(n, layout, generator):
 # --------------------------------------------------------------------------- registry
 
 def cases(sizes):
-    """Every family's cases at each size (elements of the main array), size by size."""
+    """Every family's cases at each size (elements of the main array), size by size;
+    then the cases a family made with their own size (n set: a model's batch), once."""
     from . import families
 
     unsized = [case for module in families.modules() for case in module.cases()]
-    return [case.at(n) for n in sizes for case in unsized]
+    return [case.at(n) for n in sizes for case in unsized if not case.n] + [case for case in unsized if case.n]
 
 
 def select(all_cases, patterns):

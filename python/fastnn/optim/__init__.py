@@ -129,7 +129,8 @@ class Optimizer:
                         p.grad.fill(0)
 
     def step(self, closure=None):
-        """One update of every parameter that has a gradient. Returns True, or False
+        """One update of every parameter that has a gradient and requires_grad (the
+        others, and their state, are left untouched, as torch does). Returns True, or False
         when a group with skip_if_nonfinite found inf or NaN in a gradient: then no
         parameter, state or step count changed. A closure, if given, is called first
         (to recompute the gradients); its loss is not returned."""
@@ -140,7 +141,7 @@ class Optimizer:
             by_dtype = {}
             for pi, p in enumerate(group["params"]):
                 g, d = p._grad, p._data  # noqa: SLF001 (hot loop: no property calls)
-                if g is None:
+                if g is None or not p.requires_grad:  # left untouched, as torch does
                     continue
                 if not (isinstance(g, np.ndarray) and g.dtype == d.dtype and g.shape == d.shape
                         and g.flags.c_contiguous):

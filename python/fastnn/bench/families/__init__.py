@@ -16,6 +16,7 @@ FAMILIES = (
     "prelu_maxout",
     "dropout",
     "optim",
+    "training",       # a whole step of three models, at their own sizes
 )
 
 
