@@ -14,10 +14,11 @@ from . import random
 from . import nn, optim
 from . import init
 from .serialization import load, save
+from . import data, train
 
 __version__ = _cpu.__version__
 __all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "empty_cache",
-           "__version__", "init", "random", "save", "load"]
+           "__version__", "init", "random", "save", "load", "data", "train"]
 
 
 def set_num_threads(n):
