@@ -2,12 +2,10 @@
 
 import argparse
 import sys
-import time
-
-import numpy as np
 
 import fastnn
 import fastnn.bench
+import fastnn.demo
 
 
 def _print_info():
@@ -19,97 +17,13 @@ def _print_info():
         print(f"{key:<{width}}  {value}")
 
 
-def _bn_reference(x, weight, bias, eps):
-    """float64 batch norm over (N, C, H, W): y, and a function giving the gradients."""
-    x64 = x.astype(np.float64)
-    mean = x64.mean(axis=(0, 2, 3), keepdims=True)
-    invstd = 1 / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + eps)
-    xhat = (x64 - mean) * invstd
-    y = xhat * weight[:, None, None] + bias[:, None, None]
-
-    def backward(dy):
-        dy = dy.astype(np.float64)
-        m = x.size // x.shape[1]
-        dbias = dy.sum(axis=(0, 2, 3), keepdims=True)
-        dweight = (dy * xhat).sum(axis=(0, 2, 3), keepdims=True)
-        return weight[:, None, None] * invstd / m * (m * dy - dbias - xhat * dweight)
-
-    return y, backward
-
-
-def _timed(fn, repeat=3):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return result, best
-
-
-def _max_rel_error(actual, reference):
-    return float(np.max(np.abs(actual - reference)) / np.max(np.abs(reference)))
-
-
-def _demo():
-    _print_info()
-    rng = np.random.default_rng(0)
-    shape = (64, 64, 56, 56)
-    c = shape[1]
-    print(f"\nBatch norm in training, x {shape} float32 (NCHW), {fastnn.get_num_threads()} threads; "
-          "time is the best of 3 (NumPy: of 2):")
-    x = rng.standard_normal(shape, dtype=np.float32) * 3 + 2
-    dy = rng.standard_normal(shape, dtype=np.float32)
-    w = rng.uniform(0.5, 1.5, c).astype(np.float32)
-    b = rng.standard_normal(c).astype(np.float32)
-    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
-    wb, bb = w[:, None, None], b[:, None, None]
-
-    fwd, t_fwd = _timed(lambda: fastnn.F.batch_norm_forward(x, w, b, rm, rv, training=True))
-    (dx, _, _), t_bwd = _timed(lambda: fastnn.F.batch_norm_backward(dy, x, w, fwd.mean, fwd.invstd))
-
-    def numpy_forward():
-        mean = x.mean(axis=(0, 2, 3), keepdims=True)
-        var = x.var(axis=(0, 2, 3), keepdims=True)
-        return (x - mean) / np.sqrt(var + 1e-5) * wb + bb
-
-    def numpy_backward():
-        m = x.size // c
-        invstd = fwd.invstd[:, None, None]
-        xhat = (x - fwd.mean[:, None, None]) * invstd
-        dbias = dy.sum(axis=(0, 2, 3), keepdims=True)
-        dweight = (dy * xhat).sum(axis=(0, 2, 3), keepdims=True)
-        return wb * invstd / m * (m * dy - dbias - xhat * dweight)
-
-    _, t_np_fwd = _timed(numpy_forward, repeat=2)
-    _, t_np_bwd = _timed(numpy_backward, repeat=2)
-    y_ref, backward_ref = _bn_reference(x, w, b, 1e-5)
-    for name, t, t_np, err in (
-        ("forward ", t_fwd, t_np_fwd, _max_rel_error(fwd.y, y_ref)),
-        ("backward", t_bwd, t_np_bwd, _max_rel_error(dx, backward_ref(dy))),
-    ):
-        print(f"  {name} fastnn {t * 1e3:7.1f} ms   NumPy {t_np * 1e3:7.1f} ms   "
-              f"({t_np / t:4.1f}x faster)   max error vs float64 {err:.1e}")
-
-    print("\nA channel with mean 1e4 and std 1e-2 (float32), max relative error of y vs float64:")
-    x = (1e4 + 1e-2 * rng.standard_normal((16, 4, 32, 32))).astype(np.float32)
-    ones, zeros = np.ones(4, np.float32), np.zeros(4, np.float32)
-    ref, _ = _bn_reference(x, ones, zeros, 1e-5)
-    y = fastnn.F.batch_norm_forward(x, None, None, None, None).y
-    mean = x.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float32)
-    invstd = 1 / np.sqrt(x.var(axis=(0, 2, 3), keepdims=True, dtype=np.float32) + 1e-5)
-    folded = x * invstd - mean * invstd  # the folded x * s + shift form, in float32
-    big = np.abs(ref) > 0.1
-    for name, out in (("fastnn", y), ("folded float32", folded)):
-        rel = np.max(np.abs(out - ref)[big] / np.abs(ref)[big])
-        print(f"  {name:<15} {rel:.1e}")
-    return 0
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the build: version, backends, SIMD level, threads")
-    sub.add_parser("demo", help="run batch norm on a real-sized batch and check it")
+    demo = sub.add_parser("demo", help="train a CNN and an MLP on handwritten digits (the main job; "
+                          "needs the examples extra)")
+    fastnn.demo.add_arguments(demo)
     bench = sub.add_parser("bench", help="time every kernel against NumPy, PyTorch and the memory floor")
     fastnn.bench.add_arguments(bench)
     args = parser.parse_args(argv)
@@ -118,7 +32,7 @@ def main(argv=None):
         return 0
     if args.command == "bench":
         return fastnn.bench.main(args)
-    return _demo()
+    return fastnn.demo.main(args)
 
 
 if __name__ == "__main__":
