@@ -471,7 +471,8 @@ class DataLoader:
         if y is not None:
             _check_array(y, "y")
             if y.shape[0] != x.shape[0]:
-                raise ValueError(f"x and y must hold the same number of samples, got {x.shape[0]} and {y.shape[0]}")
+                raise ValueError(f"x and y must hold the same number of samples, got {x.shape[0]} and "
+                                 f"{y.shape[0]}")
             if array_module(y) is not array_module(x):
                 raise TypeError("x and y must be arrays of the same library (both NumPy or both CuPy)")
         self.batch_size = check_int(batch_size, "batch_size", 1)

@@ -505,7 +505,7 @@ class InitialLossCheck:
         self.ok = abs(self.relative) <= rtol
 
     def __str__(self):
-        chance = f"log({self.classes}) = {self.expected:.4f}" if self.classes > 1 else f"log(2) = {self.expected:.4f}"
+        chance = f"log({max(self.classes, 2)}) = {self.expected:.4f}"
         guess = (f"a uniform guess over {self.classes} classes scores {chance}" if self.classes > 1
                  else f"a logit of 0 scores {chance}")
         off = f"{abs(self.relative):.1%} {'above' if self.relative >= 0 else 'below'}"
@@ -564,7 +564,8 @@ class OverfitResult:
                 f"{self.steps} steps (loss {self.loss:.4f}); check the model, the loss and the learning rate")
 
     def __repr__(self):
-        return f"OverfitResult(reached={self.reached}, steps={self.steps}, loss={self.loss:.4g}, accuracy={self.accuracy})"
+        return (f"OverfitResult(reached={self.reached}, steps={self.steps}, loss={self.loss:.4g}, "
+                f"accuracy={self.accuracy})")
 
 
 def overfit_batch(model, loss_fn, x, y, *, steps=200, optimizer=None):
@@ -856,10 +857,10 @@ def random_search(train_fn, space, trials=20, seed=0, *, metric="val_accuracy", 
     found = SearchResults(results, space, metric, mode)
     for name, side in found.border.items():
         dist = space[name]
-        warnings.warn(f"the best {name} = {found.best[name]:.4g} sits at the {side} border of its range "
+        edge, direction = ("lower", "downwards") if side == "low" else ("upper", "upwards")
+        warnings.warn(f"the best {name} = {found.best[name]:.4g} sits at the {edge} border of its range "
                       f"[{dist.low:g}, {dist.high:g}]: the optimum may lie beyond it; widen the range "
-                      f"{'downwards' if side == 'low' else 'upwards'} and search again", BorderWarning,
-                      stacklevel=2)
+                      f"{direction} and search again", BorderWarning, stacklevel=2)
     return found
 
 
