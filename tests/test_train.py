@@ -211,14 +211,33 @@ def test_progress_plain_lines_when_stderr_is_not_a_terminal(capsys):
 
 
 def test_progress_bar_on_a_terminal(monkeypatch, capsys):
-    pytest.importorskip("tqdm")
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    bars = []
+
+    class Recorder:  # stands in for tqdm: what fit asks the bar to show
+        def __init__(self, total, desc, **kwargs):
+            self.total, self.desc, self.count, self.postfix, self.closed = total, desc, 0, "", False
+            bars.append(self)
+
+        def update(self, k):
+            self.count += k
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     x, y = blobs(30)
     model = mlp()
-    fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), DataLoader(x, y, 10),
-        epochs=2)
-    err = capsys.readouterr().err
-    assert "epoch 1/2" in err and "epoch 2/2" in err and "samples/s" in err and "3/3" in err
+    fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), DataLoader(x, y, 10), epochs=2)
+    assert [(b.desc, b.total, b.count, b.closed) for b in bars] == [("epoch 1/2", 3, 3, True),
+                                                                   ("epoch 2/2", 3, 3, True)]
+    assert all(b.postfix.startswith("loss ") and b.postfix.endswith(" samples/s") for b in bars)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]  # each epoch's line replaces its bar
 
 
 # ----------------------------------------------------------------------- the plots

@@ -118,13 +118,23 @@ def _count(model):
     return sum(p.numel() for p in model.parameters())
 
 
+def _check_device(device):
+    """Fail before any work if the device can't train: CuPy missing, or layers without
+    CUDA kernels (NotImplementedError from Module.to)."""
+    if device == "cpu":
+        return
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        raise ImportError("--device cuda needs CuPy: pip install \"fastnn[cuda]\"") from None
+    nn.Linear(1, 1).to(device)
+
+
 def _to_device(device, model, data):
     if device == "cpu":
         return data
-    try:
-        import cupy
-    except ImportError:
-        raise ImportError("--device cuda needs CuPy: pip install \"fastnn[cuda]\"") from None
+    import cupy
+
     model.to(device)
     return {k: (cupy.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in data.items()}
 
@@ -137,6 +147,7 @@ def run(out=None, epochs=30, seed=0, device="cpu", blas_threads=1, progress=True
         import sklearn  # noqa: F401
     except ImportError:
         raise ImportError(MISSING_EXAMPLES) from None
+    _check_device(device)
     info = fastnn.info()
     print(f"fastnn {info['version']} demo: scikit-learn's handwritten digits (8x8 images), {device}, "
           f"SIMD {info['simd']}, {info['threads']} threads"

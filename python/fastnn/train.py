@@ -156,6 +156,7 @@ def _run(model, loss_fn, loader, functions, optimizer, bar=None):
     """One pass over loader: training steps when an optimizer is given. Returns the
     size-weighted means of the loss and the metrics. Sums stay on the device until the end."""
     total_loss, totals, n = 0.0, dict.fromkeys(functions, 0.0), 0
+    start = time.perf_counter()
     for i, batch in enumerate(loader):
         xb, yb = batch
         if optimizer is not None:
@@ -172,8 +173,9 @@ def _run(model, loss_fn, loader, functions, optimizer, bar=None):
             totals[name] = totals[name] + fn(out, yb)
         if bar is not None:
             bar.update(1)
-            if i % 10 == 0:
-                bar.set_postfix_str(f"loss {_as_float(total_loss) / n:.4f}", refresh=False)
+            if i % 10 == 0:  # reading the loss waits for the device: not every batch
+                speed = n / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix_str(f"loss {_as_float(total_loss) / n:.4f}, {speed:,.0f} samples/s", refresh=False)
     if n == 0:
         raise ValueError("the loader yielded no batches")
     result = {"loss": _as_float(total_loss) / n}
@@ -358,8 +360,8 @@ class EarlyStopping:
 
 
 class _Reporter:
-    """Progress: a tqdm bar per epoch (batches, loss, samples/s) when stderr is a
-    terminal and tqdm is installed; one plain line per epoch on stdout otherwise."""
+    """Progress: one line per epoch on stdout; while an epoch runs, a tqdm bar on stderr
+    (batches, running loss, samples/s) when stderr is a terminal and tqdm is installed."""
 
     def __init__(self, enabled, epochs):
         self.enabled, self.epochs, self.tqdm = enabled, epochs, None
@@ -374,20 +376,17 @@ class _Reporter:
     def bar(self, epoch, batches):
         if self.tqdm is None:
             return None
+        # the bar goes away when the epoch ends; the epoch's line replaces it
         return self.tqdm(total=batches, desc=f"epoch {epoch:>{self.width}}/{self.epochs}", unit="batch",
-                         file=sys.stderr, leave=True, dynamic_ncols=True)
+                         file=sys.stderr, leave=False, dynamic_ncols=True)
 
-    def end_epoch(self, bar, epoch, record, samples, best):
+    def end_epoch(self, bar, epoch, record, best):
+        if bar is not None:
+            bar.close()
         if not self.enabled:
             return
-        skip = ("lr", "time")
-        parts = [f"{k} {v:.4f}" for k, v in record.items() if k not in skip]
+        parts = [f"{k} {v:.4f}" for k, v in record.items() if k not in ("lr", "time")]
         parts.append(f"lr {record['lr']:.2e}")
-        speed = samples / record["time"] if record["time"] > 0 else float("inf")
-        if bar is not None:
-            bar.set_postfix_str("  ".join(parts + [f"{speed:,.0f} samples/s"]) + (" *" if best else ""))
-            bar.close()
-            return
         print(f"epoch {epoch:>{self.width}}/{self.epochs}  " + "  ".join(parts)
               + f"  {record['time']:.1f} s" + ("  *" if best else ""), flush=True)
 
@@ -404,9 +403,9 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
     with ``set_epoch`` (distributed) is told the epoch first.
 
     ``monitor``: the value ReduceLROnPlateau watches; default: early_stopping's monitor,
-    else 'val_loss' with a val_loader, else 'loss'. ``progress=True`` shows a tqdm bar
-    when stderr is a terminal, else prints one line per epoch ('*' marks a new best);
-    False is silent. A non-finite training loss stops training with a RuntimeWarning.
+    else 'val_loss' with a val_loader, else 'loss'. ``progress=True`` prints one line per
+    epoch ('*' marks a new best) and, while an epoch runs, shows a tqdm bar (batches,
+    loss, samples/s) when stderr is a terminal and tqdm is installed; False is silent. A non-finite training loss stops training with a RuntimeWarning.
     With early stopping the best epoch's weights are restored at the end. The model is
     left in eval mode."""
     _check_model(model)
@@ -464,8 +463,7 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
         record["time"] = time.perf_counter() - start
         history.append(record)
         best = early_stopping is not None and early_stopping.improved(record[early_stopping.monitor])
-        samples = getattr(train_loader, "num_samples", 0)
-        reporter.end_epoch(bar, epoch, record, samples, best)
+        reporter.end_epoch(bar, epoch, record, best)
         if not math.isfinite(record["loss"]):
             warnings.warn(f"the training loss is {record['loss']} at epoch {epoch}: training stopped "
                           "(lower the learning rate?)", RuntimeWarning, stacklevel=2)
