@@ -857,8 +857,8 @@ def random_search(train_fn, space, trials=20, seed=0, *, metric="val_accuracy", 
         dist = space[name]
         edge, direction = ("lower", "downwards") if side == "low" else ("upper", "upwards")
         warnings.warn(f"the best {name} = {found.best[name]:.4g} sits at the {edge} border of its range "
-                      f"[{dist.low:g}, {dist.high:g}]: the optimum may lie beyond it; widen the range "
-                      f"{direction} and search again", BorderWarning, stacklevel=2)
+                      f"[{dist.low:g}, {dist.high:g}]: the optimum may lie beyond it; if values there make "
+                      f"sense, widen the range {direction} and search again", BorderWarning, stacklevel=2)
     return found
 
 
