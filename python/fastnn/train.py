@@ -599,9 +599,10 @@ def overfit_batch(model, loss_fn, x, y, *, steps=200, optimizer=None):
 
 
 class LRFinderResult:
-    """The learning-rate sweep: ``lrs``, ``losses`` (per step), ``smoothed`` (an
-    exponential moving average) and ``suggestion``: the learning rate where the smoothed
-    loss falls fastest (per factor of lr), before its minimum. ``plot(path)``."""
+    """The learning-rate sweep: ``lrs``, ``losses`` (per step), ``smoothed`` (a centred
+    moving average over about a tenth of the sweep) and ``suggestion``: the learning
+    rate where the smoothed loss falls fastest (per factor of lr) before its minimum.
+    ``plot(path)``."""
 
     def __init__(self, lrs, losses, smoothed, suggestion):
         self.lrs, self.losses, self.smoothed, self.suggestion = lrs, losses, smoothed, suggestion
@@ -631,8 +632,9 @@ def lr_find(model, loss_fn, optimizer, train_loader, *, start=1e-6, end=1.0, ste
             diverge=4.0):
     """The learning-rate range test: train copies of the model and optimizer for up to
     ``steps`` batches (cycling through ``train_loader``) while the learning rate grows
-    exponentially from ``start`` to ``end``, recording the loss; stop once the smoothed
-    loss exceeds ``diverge`` times its minimum. The model and optimizer are not changed
+    exponentially from ``start`` to ``end``, recording the loss; stop once a running
+    average of the loss (weight ``smooth`` for the newest) exceeds ``diverge`` times its
+    minimum, or the loss is not finite. The model and optimizer are not changed
     (the loader's shuffling moves on). Returns an ``LRFinderResult`` whose
     ``suggestion`` lies in [start, end]."""
     _check_model(model)
@@ -653,7 +655,7 @@ def lr_find(model, loss_fn, optimizer, train_loader, *, start=1e-6, end=1.0, ste
     probe, opt = copy.deepcopy((model, optimizer))  # one deep copy keeps the optimizer on the copy's parameters
     probe.train()
     schedule = np.geomspace(start, end, steps)
-    lrs, losses, smoothed = [], [], []
+    lrs, losses = [], []
     avg, best = 0.0, math.inf
     batches = iter(train_loader)
     for i, lr in enumerate(schedule):
@@ -670,23 +672,33 @@ def lr_find(model, loss_fn, optimizer, train_loader, *, start=1e-6, end=1.0, ste
         opt.step()
         if not math.isfinite(loss):
             break
-        avg = (1 - smooth) * avg + smooth * loss
-        value = avg / (1 - (1 - smooth) ** (i + 1))  # bias-corrected
         lrs.append(float(lr))
         losses.append(loss)
-        smoothed.append(value)
+        avg = (1 - smooth) * avg + smooth * loss  # a running average to stop on: it can't look ahead
+        value = avg / (1 - (1 - smooth) ** (i + 1))  # bias-corrected
         best = min(best, value)
         if value > diverge * best:
             break
     if not lrs:
         raise RuntimeError(f"the loss was not finite at the first learning rate ({start:g})")
-    lowest = int(np.argmin(smoothed))
-    if lowest >= 2:
-        slope = np.gradient(np.asarray(smoothed[:lowest + 1]), np.log(lrs[:lowest + 1]))
-        suggestion = lrs[int(np.argmin(slope))]
+    lrs, losses = np.asarray(lrs), np.asarray(losses)
+    # The suggestion reads a centred moving average (about a tenth of the sweep): the
+    # running average above lags behind the learning rate and would point too high.
+    n = len(losses)
+    h = max(3, (n // 10) | 1) // 2
+    window = np.ones(2 * h + 1)
+    centred = np.convolve(losses, window, "same") / np.convolve(np.ones(n), window, "same")
+    inner = centred[h:n - h]  # points with a full window
+    if inner.size >= 3:
+        lowest = int(np.argmin(inner))
+        if lowest >= 1:  # the steepest fall before the minimum
+            slope = np.gradient(inner[:lowest + 1], np.log(lrs[h:h + lowest + 1]))
+            suggestion = lrs[h + int(np.argmin(slope))]
+        else:  # the loss only rose: the smallest rate tried
+            suggestion = lrs[h]
     else:
-        suggestion = lrs[0]
-    return LRFinderResult(np.asarray(lrs), np.asarray(losses), np.asarray(smoothed), suggestion)
+        suggestion = lrs[int(np.argmin(losses))]
+    return LRFinderResult(lrs, losses, centred, float(suggestion))
 
 
 # ------------------------------------------------------------- hyperparameter search
