@@ -39,7 +39,8 @@ def test_demo_trains_to_95_percent_and_writes_its_files(tmp_path, capsys):
     scaler = Standardizer().load_state_dict(ckpt["standardizer"])
     digits = load_digits()
     x = digits.images.astype(np.float32)[:, None]
-    _, x_test, _, y_test = train_test_split(x, digits.target, test_size=0.2, random_state=0, stratify=digits.target)
+    _, x_test, _, y_test = train_test_split(x, digits.target, test_size=0.2, random_state=0,
+                                            stratify=digits.target)
     model.eval()
     acc = np.mean(model(scaler.transform(x_test)).argmax(1) == y_test)
     assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-12)

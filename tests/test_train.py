@@ -159,6 +159,8 @@ def test_fit_argument_checks():
         fit(model, loss, "sgd", loader, epochs=1)
     with pytest.raises(TypeError, match="DataLoader"):
         fit(model, loss, opt, (x, y), epochs=1)
+    with pytest.raises(ValueError, match="x batches only"):
+        fit(model, loss, opt, DataLoader(x, batch_size=5), epochs=1)
     with pytest.raises(ValueError, match="reduction='mean'"):
         fit(model, nn.CrossEntropyLoss(reduction="sum"), opt, loader, epochs=1)
     with pytest.raises(ValueError, match="mode='max'"):

@@ -76,6 +76,9 @@ def _batches(data, name):
                         f"got {type(data).__name__}; wrap arrays as DataLoader(x, y, batch_size)")
     if not hasattr(data, "__iter__"):
         raise TypeError(f"{name} must be a DataLoader, got {type(data).__name__}")
+    if getattr(data, "y", 0) is None:
+        raise ValueError(f"{name} yields x batches only; give the DataLoader the targets too: "
+                         "DataLoader(x, y, ...)")
     return data
 
 
@@ -83,7 +86,7 @@ def accuracy(output, target):
     """The fraction of rows whose highest score is the target class: output (N, C) class
     scores and target (N,) class indices; or, for one logit per sample (N,) or (N, 1)
     (binary, as BCEWithLogitsLoss), output > 0 against target in {0, 1}."""
-    return float(_correct(output, target)) / max(output.shape[0], 1)
+    return _as_float(_correct(output, target)) / max(output.shape[0], 1)
 
 
 def _correct(output, target):
@@ -405,9 +408,10 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
     ``monitor``: the value ReduceLROnPlateau watches; default: early_stopping's monitor,
     else 'val_loss' with a val_loader, else 'loss'. ``progress=True`` prints one line per
     epoch ('*' marks a new best) and, while an epoch runs, shows a tqdm bar (batches,
-    loss, samples/s) when stderr is a terminal and tqdm is installed; False is silent. A non-finite training loss stops training with a RuntimeWarning.
-    With early stopping the best epoch's weights are restored at the end. The model is
-    left in eval mode."""
+    loss, samples/s) when stderr is a terminal and tqdm is installed; False is silent.
+    A non-finite training loss stops training with a RuntimeWarning. With early
+    stopping the best epoch's weights are restored at the end. The model is left in
+    eval mode."""
     _check_model(model)
     _check_loss(loss_fn)
     if not isinstance(optimizer, Optimizer):
