@@ -181,3 +181,35 @@ def test_buckets_pack_arrays_of_one_dtype_in_order_up_to_the_cap():
     assert dist._buckets(a, 1200) == [[0, 2], [4], [5], [1], [3]]
     assert dist._buckets(a, 1 << 20) == [[0, 2, 4, 5], [1, 3]]
     assert dist._buckets(a, 1 << 20, first_cap_bytes=100) == [[0], [2, 4, 5], [1, 3]]
+    assert dist._buckets(a, 1 << 20, alone_bytes=2400) == [[4], [0, 2, 5], [1], [3]]  # 4000 B and 2400 B alone
+
+
+# ------------------------------------------------------------------ the benchmark family
+
+
+def test_bench_allreduce_family_reports_the_mpi_jobs_figures(monkeypatch, capsys):
+    """`fastnn bench --ops allreduce` runs one MPI job for the family's cases (its
+    implementations' results are checked in tests/test_bench.py); --quick leaves the
+    family out unless --ops names it."""
+    _mpiexec()
+    from fastnn.bench import runner
+    from fastnn.bench.families import allreduce
+    from fastnn.cli import main
+
+    ran = []
+    monkeypatch.setattr(runner, "run", lambda cases, **kw: ran.append(cases) or [])
+    assert main(["bench", "--quick"]) == 0 and main(["bench", "--quick", "--ops", "allreduce"]) == 0
+    assert ran[0] and not any(c.family == "allreduce" for c in ran[0])
+    assert [c.name for c in ran[1]] == [
+        f"allreduce sum {layout} {size}" for size in ("16K", "256K", "4M") for layout in ("one", "mixed200")
+    ] + ["ddp_step digits_mlp 1rank 4K", "ddp_step digits_mlp 2ranks 4K"]
+    monkeypatch.undo()
+    # the job's figures, with a job stubbed out: timed() reports them, the floor timed here
+    fake = {case.name: {"ms": {"fastnn": 2.0, "numpy": 4.0, "torch": 8.0, "fastnn_per_array": 3.0},
+                        "calls": {"fastnn": 1, "numpy": 1, "torch": 1, "fastnn_per_array": 1},
+                        "results": {}} for case in ran[1]}
+    monkeypatch.setattr(allreduce, "_measured", {1: fake})
+    case = ran[1][0]
+    timed = case.build(None).timed(1, 1.0)
+    assert timed["fastnn"] == (2e-3, 1) and timed["numpy"] == (4e-3, 1) and "torch" not in timed
+    assert timed["floor"][0] > 0

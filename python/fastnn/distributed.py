@@ -47,6 +47,7 @@ __all__ = ["init_process_group", "destroy_process_group", "is_initialized", "get
 
 BUCKET_CAP_MB = 25  # the default bucket size of all_reduce and DistributedDataParallel
 _FIRST_BUCKET_MB = 1  # DDP's first bucket (the last layers' gradients): small, so it starts early
+ALONE_BYTES = 1 << 20  # all_reduce and broadcast send arrays this big as they are, unpacked
 _REDUCE_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64))
 
 _group = None  # the process group, once init_process_group has run
@@ -198,6 +199,7 @@ class _Group:
         self.mpi = _Mpi(comm, MPI)
         self.nccl = None
         self.previous_hook = previous_hook
+        self.scratch = _Scratch()
 
     def engine(self, on_gpu):
         if not on_gpu:
@@ -336,7 +338,8 @@ def _check_arrays(arrays, name, dtypes=None):
             raise ValueError(f"{name}[{i}] must be C-contiguous (the result is written in place)")
         if isinstance(a, np.ndarray) and not a.flags.writeable:
             raise ValueError(f"{name}[{i}] is read-only (the result is written in place)")
-    spans = sorted((_address(a), _address(a) + a.nbytes, i) for i, a in enumerate(arrays) if a.nbytes)
+    starts = [(_address(a), a.nbytes, i) for i, a in enumerate(arrays) if a.nbytes]
+    spans = sorted((start, start + nbytes, i) for start, nbytes, i in starts)
     for (_, end, i), (start, _, j) in zip(spans, spans[1:]):
         if start < end:
             raise ValueError(f"{name}[{min(i, j)}] and {name}[{max(i, j)}] overlap in memory")
@@ -355,9 +358,11 @@ def _check_cap(bucket_cap_mb):
     return int(bucket_cap_mb * 2**20)
 
 
-def _buckets(arrays, cap_bytes, first_cap_bytes=None):
+def _buckets(arrays, cap_bytes, first_cap_bytes=None, alone_bytes=None):
     """Lists of indices into arrays: arrays of one dtype, in order, packed up to cap_bytes
-    (an array bigger than that alone); the first bucket up to first_cap_bytes."""
+    (an array bigger than that alone); the first bucket up to first_cap_bytes. Arrays
+    of alone_bytes or more get a bucket each (they travel where they lie: packing them
+    would cost two copies to save one message)."""
     by_dtype = {}
     for i, a in enumerate(arrays):
         by_dtype.setdefault(a.dtype, []).append(i)
@@ -365,6 +370,9 @@ def _buckets(arrays, cap_bytes, first_cap_bytes=None):
     for indices in by_dtype.values():
         current, size = [], 0
         for i in indices:
+            if alone_bytes is not None and arrays[i].nbytes >= alone_bytes:
+                buckets.append([i])
+                continue
             cap = first_cap_bytes if first_cap_bytes and not buckets else cap_bytes
             if current and size + arrays[i].nbytes > cap:
                 buckets.append(current)
@@ -376,15 +384,39 @@ def _buckets(arrays, cap_bytes, first_cap_bytes=None):
     return buckets
 
 
-def _flat(arrays):
-    """One 1-d array holding the arrays one after the other (the array itself, as a view,
-    when there is only one)."""
+def _flat(group, arrays):
+    """One 1-d array holding the arrays one after the other: the array itself (a view)
+    when there is only one, else a scratch buffer of the group's (give it back with
+    group.scratch.give)."""
     if len(arrays) == 1:
         return arrays[0].reshape(-1)
-    xp = array_module(arrays[0])
-    flat = xp.empty(sum(a.size for a in arrays), arrays[0].dtype)
+    flat = group.scratch.take(arrays[0], sum(a.size for a in arrays))
     _pack(arrays, flat)
     return flat
+
+
+class _Scratch:
+    """Flat buffers for packing, kept between calls: a fresh multi-megabyte array costs
+    its page faults every time (about as long as copying it). A buffer is busy from
+    take() until give(); concurrent calls get different ones."""
+
+    KEEP = 4
+
+    def __init__(self):
+        self.free = []  # arrays not in use, smallest first
+
+    def take(self, like, n):
+        xp = array_module(like)
+        for i, buf in enumerate(self.free):
+            if buf.dtype == like.dtype and buf.size >= n and array_module(buf) is xp:
+                return self.free.pop(i)[:n]
+        return xp.empty(n, like.dtype)
+
+    def give(self, flat):
+        base = flat if flat.base is None else flat.base
+        self.free.append(base)
+        self.free.sort(key=lambda b: b.nbytes)  # take() finds the smallest that fits
+        del self.free[:-self.KEEP]  # the biggest few
 
 
 def _pack(arrays, flat):
@@ -460,15 +492,17 @@ def all_reduce(arrays, op="sum", *, async_op=False, bucket_cap_mb=BUCKET_CAP_MB)
     engine = group.engine(on_gpu)
     pending = []
     if group.size > 1:
-        for bucket in _buckets(arrays, cap):
+        for bucket in _buckets(arrays, cap, alone_bytes=ALONE_BYTES):
             members = [arrays[i] for i in bucket]
-            flat = _flat(members)
+            flat = _flat(group, members)
             pending.append((engine.all_reduce(flat), flat, members))
     divisor = group.size if op == "mean" and group.size > 1 else None
 
     def finish():
         for _, flat, members in pending:
             _unpack(flat, members, divisor)
+            if len(members) > 1:
+                group.scratch.give(flat)
 
     work = Work([request for request, _, _ in pending], finish)
     if async_op:
@@ -488,12 +522,14 @@ def broadcast(arrays, src=0):
         return
     engine = group.engine(on_gpu)
     as_bytes = [a.reshape(-1).view(np.uint8) for a in arrays]  # one bucket whatever the dtypes
-    for bucket in _buckets(as_bytes, BUCKET_CAP_MB * 2**20):
+    for bucket in _buckets(as_bytes, BUCKET_CAP_MB * 2**20, alone_bytes=ALONE_BYTES):
         members = [as_bytes[i] for i in bucket]
-        flat = _flat(members)
+        flat = _flat(group, members)
         engine.broadcast(flat, src)
         if group.rank != src:
             _unpack(flat, members)
+        if len(members) > 1:
+            group.scratch.give(flat)
 
 
 def all_gather(array):
