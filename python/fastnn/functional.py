@@ -168,13 +168,23 @@ def _seed_offset(seed, offset, generator, n):
     return _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
 
 
+def _element_count(x):
+    """x.size for an array the kernels take; for anything else (a torch tensor, a list) a
+    TypeError naming x, before a generator moves."""
+    size = getattr(x, "size", None)
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise TypeError(f"x must be a numpy.ndarray or a CuPy array, got {type(x).__name__}")
+    return int(size)
+
+
 def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out=None):
     """Inverted dropout: returns DropoutOutput(y, mask).
 
     Each element is zeroed with probability p and the kept ones are scaled by
-    1 / (1 - p), so E[y] = x. The keep mask follows DESIGN.md's rule: element i is
-    kept iff word i % 4 of Philox4x32-10(key=seed, counter=(i // 4, offset)) is
-    >= round(p * 2**32); it is the same for any thread count, SIMD level or device.
+    1 / (1 - p), so E[y] = x. The keep mask follows the rule in docs/design.md:
+    element i is kept iff word i % 4 of Philox4x32-10(key=seed, counter=(i // 4,
+    offset)) is >= round(p * 2**32); it is the same for any thread count, SIMD level or
+    device.
     mask: uint8, (x.size + 7) // 8 bytes, element i is bit i % 8 of byte i // 8
     (numpy.packbits(keep, bitorder='little')); bits past x.size are 0.
 
@@ -190,7 +200,7 @@ def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out
     if not 0 <= p <= 1:  # before the generator moves
         raise ValueError(f"p must be in [0, 1], got {p}")
     if training:
-        seed, offset = _seed_offset(seed, offset, generator, int(getattr(x, "size", 0)))
+        seed, offset = _seed_offset(seed, offset, generator, _element_count(x))
     else:
         seed, offset = (0, 0) if seed is None else _seed_offset(seed, offset, generator, 0)
     backend = _backend.select("dropout", x=x, y=y, mask=mask)

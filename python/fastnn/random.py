@@ -1,7 +1,7 @@
 """Seeds for fastnn's counter-based random numbers (``fastnn.random``).
 
 Dropout masks come from Philox4x32-10 keyed by a 64-bit ``seed`` at a 64-bit
-``offset`` (see DESIGN.md's mask rule): the mask of a call depends only on
+``offset`` (the mask rule in docs/design.md): the mask of a call depends only on
 (seed, offset, element index), never on threads, SIMD level or device. A
 :class:`Generator` holds (seed, offset) and hands each call a fresh offset, moving on
 by ``ceil(n / 4)`` (the Philox blocks an n-element call uses), so no two calls share
