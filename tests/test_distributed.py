@@ -213,3 +213,18 @@ def test_bench_allreduce_family_reports_the_mpi_jobs_figures(monkeypatch, capsys
     timed = case.build(None).timed(1, 1.0)
     assert timed["fastnn"] == (2e-3, 1) and timed["numpy"] == (4e-3, 1) and "torch" not in timed
     assert timed["floor"][0] > 0
+
+
+def test_demo_trains_data_parallel_to_the_same_accuracy():
+    """`mpiexec -n 2 fastnn demo --distributed`: rank 0 alone, then both ranks, the same
+    global batch and steps; both reach the same accuracy (dropout masks differ, so not
+    the same bits)."""
+    pytest.importorskip("sklearn", reason="the demo trains on scikit-learn's digits")
+    import re
+
+    code, out, _ = _run_job(2, "-m", "fastnn", "demo", "--distributed", "--epochs", "4")
+    assert code == 0, out
+    found = dict(re.findall(r"(\d) ranks?: +test accuracy ([\d.]+)%, +\d+ samples/s", out))
+    assert set(found) == {"1", "2"}, out
+    one, two = float(found["1"]) / 100, float(found["2"]) / 100
+    assert one >= 0.93 and two >= 0.93 and abs(one - two) <= 0.03, out
