@@ -20,9 +20,9 @@ processes are always started by an MPI launcher. Every rank must call the collec
 the same order with arrays of the same shapes and dtypes, as MPI requires.
 
 Collectives take lists of arrays and work in place. Arrays are packed into flat buckets
-of about 25 MB (one message per bucket instead of one per array; an array that is a
-bucket by itself is reduced where it lies, without a copy). ``all_reduce(...,
-async_op=True)`` returns a :class:`Work` at once; its ``wait()`` finishes the reduction.
+of up to 25 MB, one message per bucket instead of one per array; an array of 1 MiB or
+more travels where it lies, without a copy. ``all_reduce(..., async_op=True)`` returns a
+:class:`Work` at once; its ``wait()`` finishes the reduction.
 
 After :func:`init_process_group`, an exception that escapes on one rank aborts the whole
 job (``MPI_Abort``) instead of leaving the other ranks waiting in a collective forever.
@@ -449,16 +449,16 @@ class Work:
     ``wait()`` blocks until it has finished and its results are in the arrays (NCCL:
     until they are queued on the current stream, which waits for them); until then the
     arrays must be neither read nor written. ``is_completed()`` tells without blocking
-    (and lets MPI move the messages on: call it while computing something else)."""
+    whether the results are in the arrays (it puts them there once the messages have
+    arrived, and lets MPI move them on: call it while computing something else)."""
 
     def __init__(self, requests, finish):
         self._requests, self._finish = requests, finish
-        self._done = not requests
 
     def is_completed(self):
-        if not self._done:
-            self._done = all([r.test() for r in self._requests])  # test every one: progress
-        return self._done
+        if self._finish is not None and all([r.test() for r in self._requests]):  # test each: progress
+            self.wait()
+        return self._finish is None
 
     def wait(self):
         if self._finish is not None:
@@ -466,7 +466,6 @@ class Work:
                 r.wait()
             finish, self._finish = self._finish, None
             finish()
-        self._done = True
 
 
 def all_reduce(arrays, op="sum", *, async_op=False, bucket_cap_mb=BUCKET_CAP_MB):

@@ -73,6 +73,12 @@ def test_all_reduce_async_returns_work_that_finishes_on_wait(rank, world):
     assert x == 45.0
     np.testing.assert_array_equal(a, np.full(1000, total))
     np.testing.assert_array_equal(b, np.full((3, 4), 2.0 * (total - world), np.float32))
+    c = [np.full(7, float(rank)), np.full(5, float(rank))]  # one packed bucket, a mean
+    work = dist.all_reduce(c, op="mean", async_op=True)
+    while not work.is_completed():  # polling alone finishes it: the results are in the arrays
+        pass
+    np.testing.assert_allclose(c[0], (world - 1) / 2)
+    np.testing.assert_allclose(c[1], (world - 1) / 2)
 
 
 def test_all_reduce_nothing_and_empty_arrays():
