@@ -697,7 +697,7 @@ class DistributedDataParallel(Module):
     def backward(self, dy, *, input_grad=True):
         """The module's backward; then (outside no_sync) every gradient is the average
         over the ranks. Returns the module's dx (None with input_grad=False)."""
-        if not self._sync:
+        if not self._sync or self._reducer.group.size == 1:  # one rank: its gradients are the average
             return self.module.backward(dy, input_grad=input_grad)
         reducer = self._reducer
         reducer.start()
