@@ -282,6 +282,41 @@ def test_dataloader_sampler_and_transform():
         DataLoader(x, y, 4, sampler=EveryOther())
 
 
+def test_dataloader_with_a_distributed_sampler_in_fit():
+    """Two ranks' loaders (no MPI needed: the ranks are given): disjoint shares covering
+    the data, a new order every epoch because fit calls the sampler's set_epoch."""
+    from fastnn.distributed import DistributedSampler
+    from fastnn.train import fit
+
+    x, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+    seen = {0: [], 1: []}
+
+    class Recorder(nn.Module):  # records the samples each epoch's batches hold
+        def __init__(self, rank):
+            super().__init__()
+            self.rank = rank
+            self.lin = nn.Linear(2, 2).double()
+
+        def forward(self, xb):
+            seen[self.rank].append((xb[:, 0] / 2).astype(int))
+            return self.lin(xb)
+
+        def backward(self, dy, *, input_grad=True):
+            return self.lin.backward(dy, input_grad=input_grad)
+
+    for rank in (0, 1):
+        sampler = DistributedSampler(20, num_replicas=2, rank=rank, seed=3)
+        loader = DataLoader(x, y, 4, shuffle=False, sampler=sampler)
+        model = Recorder(rank)
+        fit(model, nn.CrossEntropyLoss(), fastnn.optim.SGD(model.parameters(), lr=0.0), loader, epochs=2,
+            progress=False)
+        assert sampler.epoch == 1
+    epochs = {r: [np.concatenate(seen[r][:3]), np.concatenate(seen[r][3:])] for r in (0, 1)}
+    for e in (0, 1):
+        assert sorted(np.concatenate([epochs[0][e], epochs[1][e]]).tolist()) == list(range(20))
+    assert not np.array_equal(epochs[0][0], epochs[0][1])
+
+
 def test_dataloader_errors():
     x = np.ones((5, 2))
     with pytest.raises(ValueError, match="same number of samples"):

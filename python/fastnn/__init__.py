@@ -13,12 +13,13 @@ from . import functional as F
 from . import random
 from . import nn, optim
 from . import init
+from . import distributed
 from .serialization import load, save
 from . import data, train
 
 __version__ = _cpu.__version__
 __all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "empty_cache",
-           "__version__", "init", "random", "save", "load", "data", "train"]
+           "__version__", "init", "random", "save", "load", "data", "train", "distributed"]
 
 
 def set_num_threads(n):

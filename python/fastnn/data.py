@@ -460,7 +460,8 @@ class DataLoader:
     slices of x (views, no copy). ``drop_last=True`` leaves out a last, smaller batch.
 
     ``sampler=``: an object whose ``iter()`` gives the indices of one epoch and whose
-    ``len()`` is their count (e.g. a distributed sampler); it replaces the shuffling
+    ``len()`` is their count (or whose ``indices()`` gives them as an array, as
+    ``fastnn.distributed.DistributedSampler``); it replaces the shuffling
     (``shuffle`` must then be False), and its ``set_epoch(epoch)``, if it has one, is
     called by ``fastnn.train.fit``. ``transform=``: a callable applied to each x batch
     (an augmentation). ``len(loader)`` is the number of batches per epoch."""
@@ -501,6 +502,8 @@ class DataLoader:
     def _epoch_indices(self):
         """This epoch's sample order (None: 0..N-1 in order, batches as slices)."""
         if self.sampler is not None:
+            if hasattr(self.sampler, "indices"):  # fastnn.distributed.DistributedSampler: an array at once
+                return np.asarray(self.sampler.indices(), dtype=np.int64)
             return np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))
         if self.shuffle:
             return self.generator.permutation(self.x.shape[0])

@@ -26,6 +26,8 @@ from fastnn.train import EarlyStopping, accuracy, check_initial_loss, fit, plot_
 
 __all__ = ["load_digits_data", "build_cnn", "build_mlp", "make_loaders", "train_model", "main"]
 
+EPOCHS = 30  # at most, per model
+
 MISSING_EXAMPLES = ("fastnn demo needs scikit-learn (the digits data), matplotlib (the plot) and tqdm "
                     "(progress bars): pip install \"fastnn[examples]\" (from a checkout: "
                     "pip install \".[examples]\")")
@@ -139,7 +141,7 @@ def _to_device(device, model, data):
     return {k: (cupy.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in data.items()}
 
 
-def run(out=None, epochs=30, seed=0, device="cpu", blas_threads=1, progress=True):
+def run(out=None, epochs=EPOCHS, seed=0, device="cpu", blas_threads=1, progress=True):
     """The demo: returns the metrics dict it writes to ``out``/metrics.json."""
     started = time.perf_counter()
     try:
@@ -204,7 +206,7 @@ def run(out=None, epochs=30, seed=0, device="cpu", blas_threads=1, progress=True
 def add_arguments(parser):
     parser.add_argument("--out", help="folder for learning_curves.png, metrics.json and cnn.npz "
                         "(default: a new fastnn-demo-<date>-<time> folder here)")
-    parser.add_argument("--epochs", type=int, default=30, help="most epochs per model (default 30; "
+    parser.add_argument("--epochs", type=int, default=None, help=f"most epochs per model (default {EPOCHS}; "
                         "early stopping usually ends sooner)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialization, shuffling "
                         "and dropout (default 0)")
@@ -216,11 +218,12 @@ def add_arguments(parser):
 
 
 def main(args):
-    if args.epochs < 1:
+    epochs = EPOCHS if args.epochs is None else args.epochs
+    if epochs < 1:
         print("fastnn demo: --epochs must be >= 1", file=sys.stderr)
         return 2
     try:
-        run(args.out, args.epochs, args.seed, args.device, args.blas_threads or None)
+        run(args.out, epochs, args.seed, args.device, args.blas_threads or None)
     except ImportError as exc:
         print(f"fastnn demo: {exc}", file=sys.stderr)
         return 1
