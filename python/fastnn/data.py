@@ -177,7 +177,6 @@ class Standardizer(_Fitted):
         std = xp.sqrt(((x64 - mean) ** 2).mean(axis=axes, keepdims=True))
         std = xp.where(std > 0, std, 1.0)  # a constant feature is only centred
         self.mean_, self.std_ = _host(mean), _host(std)
-        self._axes = axes
         self._fitted()
         return self
 
@@ -208,8 +207,8 @@ class Standardizer(_Fitted):
         return {"mean": self.mean_.copy(), "std": self.std_.copy()}
 
     def load_state_dict(self, state_dict):
-        """Restore what ``state_dict()`` returned (also after ``fastnn.load``); the axis
-        follows from the arrays' shapes. Checks everything before changing anything."""
+        """Restore what ``state_dict()`` returned (also after ``fastnn.load``); ``axis``
+        becomes the axes of size 1 in the arrays' shapes. Checks everything before changing anything."""
         _unexpected_keys(state_dict, ("mean", "std"), "Standardizer")
         mean = _state_array(state_dict, "mean", "Standardizer")
         std = _state_array(state_dict, "std", "Standardizer")
@@ -218,7 +217,7 @@ class Standardizer(_Fitted):
         if not np.all(std > 0):
             raise ValueError("Standardizer.load_state_dict: std must be > 0 everywhere")
         self.mean_, self.std_ = mean, std
-        self._axes = tuple(i for i, s in enumerate(mean.shape) if s == 1)
+        self.axis = tuple(i for i, s in enumerate(mean.shape) if s == 1)  # the axes the arrays reduced
         self._fitted()
         return self
 

@@ -171,7 +171,7 @@ def _run(model, loss_fn, loader, functions, optimizer, bar=None):
             optimizer.step()
         m = xb.shape[0]
         n += m
-        total_loss = total_loss + loss * m
+        total_loss = total_loss + (loss.astype("float64") if hasattr(loss, "astype") else loss) * m
         for name, fn in functions.items():
             totals[name] = totals[name] + fn(out, yb)
         if bar is not None:
