@@ -251,6 +251,68 @@ def test_mixed_devices_are_a_type_error_naming_both(call, match):
         call(x, DeviceArray((2, 3)))
 
 
+class FakeCupyArray(DeviceArray):
+    """A stand-in with the CuPy attributes fastnn's Python layer reads (dtype, shape,
+    flags, device), over an unmapped pointer."""
+
+    class _Flags:
+        c_contiguous = True
+
+    class _Device:
+        id = 0
+
+    def __init__(self, shape, dtype=np.float32, data=BASE, readonly=False):
+        super().__init__(shape, np.dtype(dtype).str, data=data, readonly=readonly)
+        self.shape, self.dtype, self.flags, self.device = tuple(shape), np.dtype(dtype), self._Flags(), self._Device()
+        self.ndim = len(shape)
+
+
+def test_parameters_hold_gpu_arrays():
+    p = Parameter(FakeCupyArray((3, 2)))
+    assert p.device == "cuda:0" and p.shape == (3, 2) and p.dtype == np.float32
+    with pytest.raises(TypeError, match=r"grad must be None or a cupy.ndarray \(the parameter is on the GPU\)"):
+        p.grad = np.zeros((3, 2), np.float32)
+    with pytest.raises(TypeError, match="grad has dtype float64"):
+        p.grad = FakeCupyArray((3, 2), np.float64, data=BASE + 4096)
+    p.grad = FakeCupyArray((3, 2), data=BASE + 4096)
+    with pytest.raises(TypeError, match="lives on the GPU"):
+        np.asarray(p)
+    with pytest.raises(ValueError, match="data is read-only"):
+        Parameter(FakeCupyArray((3,), readonly=True))
+    with pytest.raises(TypeError, match="data must have dtype float32 or float64, got int32"):
+        Parameter(FakeCupyArray((3,), np.int32))
+    host = Parameter(np.zeros(2, np.float32))
+    with pytest.raises(TypeError, match="grad must be None or a numpy.ndarray"):
+        host.grad = FakeCupyArray((2,))
+
+
+def test_an_optimizer_step_on_gpu_parameters_reaches_the_cuda_module():
+    p = Parameter(FakeCupyArray((5,)))
+    p.grad = FakeCupyArray((5,), data=BASE + 4096)
+    opt = optim.SGD([p], lr=0.1)
+    with pytest.raises(RuntimeError, match="optim_step: no CUDA device" if CUDA_BUILT else "CUDA module"):
+        opt.step()
+    p.grad = None
+    with pytest.raises(TypeError, match=r"grad must be None or a cupy.ndarray"):
+        p.grad = np.ones(5, np.float32)
+
+
+def test_check_labels_must_be_a_bool():
+    x, labels = np.zeros((2, 3), np.float32), np.array([0, 3])
+    with pytest.raises(TypeError, match="check_labels must be a bool, got int"):
+        F.softmax_cross_entropy(x, labels, check_labels=1)
+    with pytest.raises(ValueError, match=r"labels\[1\] = 3 is out of range"):  # host labels: always checked
+        F.softmax_cross_entropy(x, labels, check_labels=False)
+
+
+def test_gpu_benchmark_without_cupy_or_a_gpu_says_why():
+    proc = subprocess.run([sys.executable, "-m", "fastnn", "bench", "--device", "cuda", "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    if fastnn.info()["cuda_devices"] == 0:
+        assert proc.returncode == 2
+        assert "needs CuPy" in proc.stdout or "no CUDA device" in proc.stdout or "CUDA module" in proc.stdout
+
+
 # ------------------------------------------------ what the bindings do with arguments
 
 
