@@ -13,11 +13,13 @@ from . import functional as F
 from . import random
 from . import nn, optim
 from . import init
+from . import distributed
 from .serialization import load, save
 
 __version__ = _cpu.__version__
 __all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "empty_cache",
-           "__version__", "init", "random", "save", "load"]
+           "__version__", "init", "random", "save", "load",
+           "distributed"]
 
 
 def set_num_threads(n):

@@ -44,6 +44,8 @@ def main(args):
         cases = registry.cases(sizes)
         if args.ops:
             cases = registry.select(cases, [p.strip() for p in args.ops.split(",") if p.strip()])
+        elif args.quick:
+            cases = [c for c in cases if c.in_process]  # an MPI job's cases take longer
         if args.threads is not None:
             fastnn.set_num_threads(args.threads)
         if args.plot:
@@ -88,4 +90,5 @@ def pytest_params(*families):
     sizes = os.environ.get("BENCH_SIZES", ",".join(DEFAULT_SIZES)).split(",")
     return [pytest.param(case, impl, id=f"{case.name.replace(' ', '-')}-{impl}")
             for case in registry.cases([registry.parse_size(s) for s in sizes])
-            if not families or case.family in families for impl in case.impl_names(with_torch=True)]
+            if case.in_process and (not families or case.family in families)
+            for impl in case.impl_names(with_torch=True)]
