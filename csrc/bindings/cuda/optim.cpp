@@ -2,6 +2,7 @@
 // (named hyper-parameters, state slots and per-parameter scalars), the same checks as on
 // the CPU, then the launches on the call's stream. The non-finite check is a device byte
 // the call returns: nothing waits for the GPU unless the caller reads it.
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include "bindings/cuda/launch.h"
@@ -37,7 +38,8 @@ std::vector<ops::HyperEntry> hyper_entries(const py::dict& hyper, std::vector<st
     if (is_bool(v)) {
       e.is_flag = true;
       e.flag = flag_arg(v, e.key);
-    } else if (PyFloat_Check(v.ptr()) || PyIndex_Check(v.ptr())) {
+    } else if (PyFloat_Check(v.ptr()) || PyIndex_Check(v.ptr()) ||
+               (PyNumber_Check(v.ptr()) && !py::isinstance<py::array>(v))) {  // as the CPU module
       e.number = PyFloat_AsDouble(v.ptr());
       if (e.number == -1.0 && PyErr_Occurred()) throw py::error_already_set();
     } else {
