@@ -120,16 +120,26 @@ def _count(model):
     return sum(p.numel() for p in model.parameters())
 
 
+class DeviceError(RuntimeError):
+    """The device asked for can't train (no CuPy, no GPU, no CUDA module)."""
+
+
 def _check_device(device):
-    """Fail before any work if the device can't train: CuPy missing, or layers without
-    CUDA kernels (NotImplementedError from Module.to)."""
+    """Fail before any work if the device can't train."""
     if device == "cpu":
         return
     try:
-        import cupy  # noqa: F401
+        import cupy
     except ImportError:
-        raise ImportError("--device cuda needs CuPy: pip install \"fastnn[cuda]\"") from None
-    nn.Linear(1, 1).to(device)
+        raise DeviceError("--device cuda needs CuPy: pip install \"fastnn[cuda]\"") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver: CuPy raises its own error type
+        raise DeviceError(f"--device cuda: CuPy sees no GPU ({exc})") from None
+    built = fastnn.info()["cuda_built"]
+    if count == 0 or not built:
+        raise DeviceError("--device cuda needs a GPU and fastnn's CUDA module (built when nvcc is found); "
+                          f"here: {count} GPU(s), the CUDA module {'built' if built else 'not built'}")
 
 
 def _to_device(device, model, data):
@@ -211,7 +221,7 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialization, shuffling "
                         "and dropout (default 0)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where to train (cuda: once fastnn's layers have CUDA kernels)")
+                        help="where to train (cuda: CuPy arrays on the current GPU)")
     parser.add_argument("--blas-threads", type=int, default=1, metavar="N",
                         help="NumPy's BLAS threads while training (default 1: the matrices are small; "
                         "0 leaves BLAS alone)")
@@ -224,10 +234,7 @@ def main(args):
         return 2
     try:
         run(args.out, epochs, args.seed, args.device, args.blas_threads or None)
-    except ImportError as exc:
-        print(f"fastnn demo: {exc}", file=sys.stderr)
-        return 1
-    except NotImplementedError as exc:
+    except (ImportError, DeviceError) as exc:
         print(f"fastnn demo: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -31,6 +31,9 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, help="threads for fastnn and PyTorch (default: all cores)")
     parser.add_argument("--json", metavar="PATH", help="also write the results and the machine as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also draw the speed-ups as a PNG (needs matplotlib)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the CUDA kernels against CuPy, PyTorch CUDA and the device's memory "
+                             "floor (needs CuPy and a GPU; --sizes, --ops, --quick and --json apply)")
 
 
 def main(args):
@@ -54,6 +57,10 @@ def main(args):
     except (TypeError, ValueError) as exc:
         print(f"fastnn bench: {exc}", file=sys.stderr)
         return 2
+    if args.device == "cuda":
+        from . import gpu
+
+        return gpu.run(args, sizes)
     threads = fastnn.get_num_threads()
     torch = runner.import_torch()
     if torch is not None:
