@@ -292,6 +292,10 @@ def test_numbers_too_large_for_a_float_are_value_errors():
         F.dropout(x, 10**400, seed=1)
     with pytest.raises(ValueError, match="negative_slope"):
         F.leaky_relu(x, 10**400)
+    with pytest.raises(ValueError, match="negative_slope"):
+        nn.LeakyReLU(10**400)
+    with pytest.raises(ValueError, match="eps"):
+        nn.BatchNorm1d(3, eps=10**400)
 
 
 def test_out_may_be_a_tuple_of_one():

@@ -1148,7 +1148,7 @@ def make_call(op, draw):
     # out=: None, one array, or a tuple (sometimes of the wrong length, or a list)
     templates = op.outputs(args) if callable(op.outputs) else None
     if templates and ("out" in changed or between(rng, 0, 2) == 0):
-        form = pick(rng, ["one", "tuple", "tuple", "list", "short", "long"])
+        form = pick(rng, ["one", "one", "tuple", "tuple", "tuple", "list", "short", "long"])
         entries = [change_out(draw, rng, args, t) for t in templates]
         if form == "one":
             out = entries[0]
@@ -1205,7 +1205,7 @@ def mask_of(name):
 def maxout_out(args, first):
     x = first("x")
     pieces, axis = args["pieces"].value, args["channel_axis"].value
-    if type(pieces) is int and pieces > 0 and axis in (1, -1) and x.ndim >= 2:
+    if type(pieces) is int and pieces > 0 and type(axis) is int and axis in (1, -1) and x.ndim >= 2:
         return x.dtype, _maxout_shape(x, pieces, axis)
     return x.dtype, x.shape
 
