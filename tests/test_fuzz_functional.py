@@ -632,7 +632,8 @@ def check_softmax_cross_entropy(a):
     if logits.ndim != 2:
         raise Refuse("logits must be (N, K)")
     N, K = logits.shape
-    labels = _labels(a["labels"], N, K)
+    labels = _labels(a["labels"], N, K)  # checked on the host whatever check_labels says
+    flag(a["check_labels"], "check_labels")
     loss, probs = outs(a["out"], 2)
     arrays = {"logits": logits, "labels": labels, "loss": output(loss, "out (loss)", logits.dtype, ()),
               "probs": output(probs, "out (probs)", logits.dtype, (N, K))}
@@ -655,6 +656,7 @@ def check_softmax_cross_entropy_backward(a):
         raise Refuse("probs must be (N, K)")
     N, K = probs.shape
     labels = _labels(a["labels"], N, K)
+    flag(a["check_labels"], "check_labels")
     (out,) = outs(a["out"], 1)
     arrays = {"probs": probs, "labels": labels, "out": output(out, "out", probs.dtype, (N, K))}
     no_overlap({"out": arrays["out"]}, arrays, [("out", "probs")])
@@ -699,8 +701,7 @@ class Op:
     name: str
     build: object       # rng -> dict of name -> Arg, in call order
     check: object       # the rules: dict of name -> value -> Expected, or Refuse
-    outputs: tuple = ()  # names of the results, for out=
-    specials: bool = True
+    outputs: object = None  # args -> the (dtype, shape) of each result, for out= (None: no out=)
 
 
 def pick(rng, seq):
@@ -908,7 +909,8 @@ def build_softmax_cross_entropy(backward):
         labels = _labels_for(rng, N, K, pick(rng, [np.int32, np.int64]))
         first = ("probs", Arg("array", _softmax64(z.astype(np.float64)).astype(dtype), keyword=False)) if backward \
             else ("logits", Arg("array", z, keyword=False))
-        return {first[0]: first[1], "labels": Arg("labels", labels, keyword=False), "out": Arg("out", None)}
+        return {first[0]: first[1], "labels": Arg("labels", labels, keyword=False),
+                "check_labels": Arg("flag", coin(rng)), "out": Arg("out", None)}
     return build
 
 
@@ -932,7 +934,7 @@ def aligned_bytes(nbytes):
     return raw[start:start + nbytes]
 
 
-def change_array(draw, rng, a, kind):
+def change_array(draw, rng, a):
     """Another value for an array argument a (float, uint8 or int)."""
     if a is None:
         a = values(rng, (3,), np.float32, False)
@@ -1020,7 +1022,7 @@ def change_out(draw, rng, args, template):
     if change == "parameter":
         return Parameter(fresh) if dtype in FLOATS else fresh
     if change in ("strided", "unaligned", "masked", "list"):
-        return change_array_as(draw, rng, fresh, change)
+        return wrong_layout(fresh, change)
     arrays = [k for k, v in args.items() if isinstance(v.value, np.ndarray) and v.kind != "out"]
     if not arrays:
         return fresh
@@ -1041,7 +1043,8 @@ def change_out(draw, rng, args, template):
     return buf[k * unit:k * unit + nbytes_out].view(dtype).reshape(shape)
 
 
-def change_array_as(draw, rng, a, change):
+def wrong_layout(a, change):
+    """An out= array like a but strided, unaligned, masked or a list."""
     if change == "strided" and a.ndim:
         wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
         return wide[..., ::2]
@@ -1078,14 +1081,14 @@ def change_scalar(draw, kind, value):
     raise AssertionError(kind)
 
 
-def change_count(draw, value):
+def change_count(draw):
     return draw(st.sampled_from([None, np.array(-3, np.int64), np.array(2**62, np.int64), np.array(1, np.int32),
                                  np.array([1], np.int64), 4, "1", np.ma.array(np.array(0, np.int64)),
                                  np.frombuffer(np.zeros(1, np.int64).tobytes(), np.int64).reshape(()),
                                  "alias"]))
 
 
-def change_labels(draw, rng, labels, args):
+def change_labels(draw, rng, labels):
     change = draw(st.sampled_from(["high", "negative", "float", "uint8", "byteswap", "shape", "list", "readonly",
                                    "other_int", "none"]))
     if change == "high":
@@ -1118,7 +1121,8 @@ def change_labels(draw, rng, labels, args):
 
 
 def make_call(op, draw):
-    """(args, changed names): a valid call of op with up to three arguments changed."""
+    """The arguments of a valid call of op, with up to three of them changed (and out=
+    given in a third of the calls)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     args = op.build(rng)
     names = list(args)
@@ -1127,15 +1131,15 @@ def make_call(op, draw):
         arg = args[name]
         if arg.kind == "none":  # an optional argument left None: give it something
             alt = arg.alt if arg.alt is not None else values(rng, (3,), np.float32, False)
-            value = alt if coin(rng) else change_array(draw, rng, alt, "array")
+            value = alt if coin(rng) else change_array(draw, rng, alt)
         elif arg.kind in ("array", "state", "mask"):
-            value = change_array(draw, rng, arg.value, arg.kind)
+            value = change_array(draw, rng, arg.value)
         elif arg.kind == "out":
             value = None
         elif arg.kind == "labels":
-            value = change_labels(draw, rng, arg.value, args)
+            value = change_labels(draw, rng, arg.value)
         elif arg.kind == "count":
-            value = change_count(draw, arg.value)
+            value = change_count(draw)
             if isinstance(value, str) and value == "alias":
                 others = [k for k, v in args.items() if isinstance(v.value, np.ndarray) and v.value.size]
                 value = args[pick(rng, others)].value.reshape(-1)[:1].view(np.uint8)[:8]
@@ -1146,7 +1150,7 @@ def make_call(op, draw):
             value = change_scalar(draw, arg.kind, arg.value)
         args[name] = Arg(arg.kind, value, arg.keyword, arg.alt, arg.changes)
     # out=: None, one array, or a tuple (sometimes of the wrong length, or a list)
-    templates = op.outputs(args) if callable(op.outputs) else None
+    templates = op.outputs(args) if op.outputs else None
     if templates and ("out" in changed or between(rng, 0, 2) == 0):
         form = pick(rng, ["one", "one", "tuple", "tuple", "tuple", "list", "short", "long"])
         entries = [change_out(draw, rng, args, t) for t in templates]
