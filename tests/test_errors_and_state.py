@@ -74,6 +74,25 @@ def test_dropout_names_a_torch_tensor_x_and_draws_nothing(torch):
     assert g.get_state() == (5, 0)
 
 
+class DeviceArray:
+    """Stands in for a CuPy array (only its __cuda_array_interface__; never read)."""
+
+    def __init__(self, shape, typestr="<f4"):
+        self.__cuda_array_interface__ = dict(shape=shape, typestr=typestr, data=(0x1000, False), strides=None,
+                                             version=3)
+
+
+@pytest.mark.parametrize("x,exc", [(DeviceArray((300,), "<f2"), TypeError),  # refused by the checks
+                                   (DeviceArray((300,)), RuntimeError)])      # checked, then no device here
+def test_dropout_on_device_arrays_draws_only_after_its_checks(x, exc):
+    if fastnn.info()["cuda_devices"]:
+        pytest.skip("a GPU is present: the stand-in pointers would be used")
+    g = fastnn.random.Generator(5)
+    with pytest.raises(exc):
+        F.dropout(x, 0.5, generator=g)
+    assert g.get_state() == (5, 0)
+
+
 def test_dropout_eval_and_explicit_seed_draw_nothing():
     g = fastnn.random.Generator(9)
     x = rand((40,))
