@@ -12,11 +12,12 @@ namespace bind {
 namespace {
 
 // y = f(x) by call(kernels of T, x, y, n, threads); out may be x.
-template <class Call>
-py::object map_unary(const char* op, py::handle x_obj, py::handle out_obj, const Call& call) {
+template <class Call, class Check>
+py::object map_unary(const char* op, py::handle x_obj, py::handle out_obj, const Call& call, const Check& check) {
   const Array x = view(x_obj, "x");
   Array y = output_view(out_obj, "out");
   ops::check_unary(x, y);
+  check(x);
   require_host(op, {&x});
   py::object y_res = result(out_obj, y);
   without_gil([&] {
@@ -31,7 +32,7 @@ py::object map_unary(const char* op, py::handle x_obj, py::handle out_obj, const
 py::object forward(const char* op, Activation kind, ActivationParams p, py::handle x, py::handle out) {
   return map_unary(op, x, out, [&](const auto& k, const auto* xp, auto* yp, int64_t n, int threads) {
     k.forward(kind, xp, yp, n, p, threads);
-  });
+  }, [&](const Array& xv) { ops::check_activation_params(kind, p, xv); });
 }
 
 // dx = dy * f'(x); out may be dy or x.
@@ -40,6 +41,7 @@ py::object backward(const char* op, Activation kind, ActivationParams p, py::han
   const Array x = view(x_obj, "x"), dy = view(dy_obj, "dy");
   Array dx = output_view(out_obj, "out");
   ops::check_unary_backward(dy, x, dx);
+  ops::check_activation_params(kind, p, x);
   require_host(op, {&x});
   py::object dx_res = result(out_obj, dx);
   without_gil([&] {
@@ -57,7 +59,7 @@ py::object math_eval(const std::string& name, py::handle x, py::handle out) {
   const MathFunction fn = ops::math_function(name.c_str());
   return map_unary("_math_eval", x, out, [&](const auto& k, const auto* xp, auto* yp, int64_t n, int threads) {
     k.math(fn, xp, yp, n, threads);
-  });
+  }, [](const Array&) {});
 }
 
 py::tuple softmax_cross_entropy(py::handle logits_obj, py::handle labels_obj, py::handle loss_obj,

@@ -1,8 +1,9 @@
 #include "bindings/buffers.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
-#include <cstdlib>
+#include <cstdint>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -15,7 +16,7 @@ namespace py = pybind11;
 namespace {
 
 constexpr size_t kMinCachedBytes = size_t(1) << 20;  // smaller results: NumPy's allocator
-constexpr size_t kBlockGranule = size_t(2) << 20;    // one huge page
+constexpr size_t kHugePage = size_t(2) << 20;
 
 struct Cache {
   std::mutex mutex;
@@ -30,6 +31,29 @@ Cache& cache() {
   return *c;
 }
 
+size_t page_size() {
+  static const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// A block of `size` bytes (a whole number of pages) in a mapping of its own, starting on
+// a 2 MiB boundary: with the huge-page hint its whole 2 MiB spans can be huge pages,
+// while its tail (and a block under 2 MiB) stays in small pages, so no huge page reaches
+// past its end and a block holds at most its size in memory.
+void* map_block(size_t size) {
+  const size_t span = size + kHugePage;
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
+  const size_t head = start - reinterpret_cast<uintptr_t>(raw);
+  if (head) munmap(raw, head);
+  if (span - head > size) munmap(reinterpret_cast<void*>(start + size), span - head - size);
+#ifdef MADV_HUGEPAGE
+  if (size >= kHugePage) madvise(reinterpret_cast<void*>(start), size, MADV_HUGEPAGE);  // a hint
+#endif
+  return reinterpret_cast<void*>(start);
+}
+
 void* take_block(size_t size) {
   Cache& c = cache();
   {
@@ -42,12 +66,7 @@ void* take_block(size_t size) {
       return p;
     }
   }
-  void* p = std::aligned_alloc(kBlockGranule, size);
-  if (!p) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-  madvise(p, size, MADV_HUGEPAGE);  // a hint; fine if the kernel says no
-#endif
-  return p;
+  return map_block(size);
 }
 
 void give_back(void* p, size_t size) {
@@ -60,7 +79,7 @@ void give_back(void* p, size_t size) {
       return;
     }
   }
-  std::free(p);
+  munmap(p, size);
 }
 
 struct Block {
@@ -74,7 +93,7 @@ py::array new_array(const py::dtype& dtype, const std::vector<py::ssize_t>& shap
   size_t bytes = size_t(dtype.itemsize());
   for (py::ssize_t d : shape) bytes *= size_t(d);
   if (bytes < kMinCachedBytes) return py::array(dtype, shape);
-  const size_t size = (bytes + kBlockGranule - 1) / kBlockGranule * kBlockGranule;
+  const size_t size = (bytes + page_size() - 1) / page_size() * page_size();
   Block* block = new Block{take_block(size), size};
   py::capsule owner(block, [](void* b) {
     Block* blk = static_cast<Block*>(b);
@@ -109,7 +128,7 @@ void empty_cache() {
     blocks.swap(cache().free_blocks);
     cache().bytes = 0;
   }
-  for (auto& kv : blocks) std::free(kv.second);
+  for (auto& kv : blocks) munmap(kv.second, kv.first);
 }
 
 }  // namespace bind

@@ -2,6 +2,9 @@
 // gave back when Python freed them: a training loop makes the same shapes every step,
 // and reusing a block skips the kernel's page faults and zeroing, which for a 50 MB
 // result cost about as much as batch norm itself. Small arrays use NumPy's allocator.
+// A block is the result's size rounded up to the page (a freed block is reused for a
+// result of the same rounded size), so the cache holds less than a page more than the
+// results it kept; cached_bytes() counts those rounded sizes.
 #pragma once
 #include <pybind11/numpy.h>
 

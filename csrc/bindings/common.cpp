@@ -180,6 +180,14 @@ uint64_t u64_arg(py::handle obj, const char* name) {
   return v;
 }
 
+std::pair<uint64_t, uint64_t> draw_counter(py::handle generator, int64_t n) {
+  if (generator.is_none()) throw ops::ValueError("seed is None and no generator was given to draw it from");
+  const py::object drawn = generator.attr("draw")(n);
+  if (!py::isinstance<py::tuple>(drawn) || py::len(drawn) != 2)
+    throw ops::TypeError("generator.draw must return (seed, offset), got " + type_name(drawn));
+  return {u64_arg(drawn[py::int_(0)], "seed"), u64_arg(drawn[py::int_(1)], "offset")};
+}
+
 bool is_bool(py::handle obj) { return PyBool_Check(obj.ptr()) || py::isinstance(obj, numpy_bool_type()); }
 
 bool flag_arg(py::handle obj, const char* name) {

@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "ops/array.h"
@@ -48,6 +49,10 @@ int64_t int_arg(py::handle obj, const char* name, const char* rule, int64_t lo =
 uint64_t u64_arg(py::handle obj, const char* name);  // [0, 2**64 - 1]
 bool flag_arg(py::handle obj, const char* name);     // a bool or numpy.bool_, nothing else
 bool is_bool(py::handle obj);                        // a bool or numpy.bool_
+
+// generator.draw(n) (a fastnn.random.Generator, which moves on): the (seed, offset) of
+// an n-element call. Called after the op's checks, so a refused call draws nothing.
+std::pair<uint64_t, uint64_t> draw_counter(py::handle generator, int64_t n);
 
 // Takes the GIL back after a kernel; never returns while the interpreter is exiting.
 void retake_gil(PyThreadState* state);

@@ -1,10 +1,12 @@
 // Dropout in the _cpu module: arguments to views, the op's checks (ops/dropout.cpp),
 // the mask source and keep factor (fastnn/dropout_math.h), then the kernel with the
-// GIL released. seed and offset arrive checked by functional.py.
+// GIL released. seed and offset arrive checked by functional.py, or are drawn here.
 #include "bindings/common.h"
 #include "cpu/dispatch.h"
 #include "fastnn/dropout_math.h"
 #include "ops/dropout.h"
+
+#include <tuple>
 
 namespace fastnn {
 namespace bind {
@@ -28,14 +30,23 @@ void run(const Array& x, const Array& y, const Array& mask_in, const Array& mask
   k.dropout.get<T>()(a);
 }
 
+// seed None: (seed, offset) = generator.draw(x.size) in training, once every check
+// passed, so a refused call moves no generator. Returns (y, mask, seed, offset): the
+// counter the mask was made at ((0, 0) in eval without a seed).
 py::tuple dropout(py::handle x_obj, double p, py::handle seed_obj, py::handle offset_obj, py::handle training_obj,
-                  py::handle y_obj, py::handle mask_obj) {
-  const uint64_t seed = u64_arg(seed_obj, "seed"), offset = u64_arg(offset_obj, "offset");
+                  py::handle y_obj, py::handle mask_obj, py::handle generator) {
+  const bool draw = seed_obj.is_none();
+  uint64_t seed = 0, offset = 0;
+  if (!draw) {
+    seed = u64_arg(seed_obj, "seed");
+    offset = u64_arg(offset_obj, "offset");
+  }
   const bool training = flag_arg(training_obj, "training");
   const Array x = view(x_obj, "x");
   Array y = output_view(y_obj, "out (y)"), mask = output_view(mask_obj, "out (mask)");
   ops::check_dropout(x, p, y, mask);
   require_host("dropout", {&x});
+  if (draw && training) std::tie(seed, offset) = draw_counter(generator, x.size());
   py::object y_res = result(y_obj, y), mask_res = result(mask_obj, mask);
   uint32_t threshold = 0;
   const MaskSource source = training ? dropout_mask_source(p, &threshold) : MaskSource::keep_all;
@@ -45,7 +56,7 @@ py::tuple dropout(py::handle x_obj, double p, py::handle seed_obj, py::handle of
       run<decltype(t)>(x, y, kNone, mask, x.size(), source, seed, offset, threshold, scale);
     });
   });
-  return py::make_tuple(y_res, mask_res);
+  return py::make_tuple(y_res, mask_res, seed, offset);
 }
 
 // mask None: regenerate it from (seed, offset), storing nothing.
@@ -95,7 +106,7 @@ py::array philox4x32_10_blocks(py::handle seed, py::handle offset, py::handle fi
 
 void bind_dropout(py::module_& m) {
   m.def("dropout", &dropout, py::arg("x"), py::arg("p"), py::arg("seed"), py::arg("offset"), py::arg("training"),
-        py::arg("y"), py::arg("mask"));
+        py::arg("y"), py::arg("mask"), py::arg("generator"));
   m.def("dropout_backward", &dropout_backward, py::arg("dy"), py::arg("mask"), py::arg("p"), py::arg("seed"),
         py::arg("offset"), py::arg("dx"));
   m.def("dropout_mask", &dropout_mask, py::arg("n"), py::arg("p"), py::arg("seed"), py::arg("offset"),

@@ -1,5 +1,6 @@
 #include "ops/activations.h"
 
+#include <cmath>
 #include <string>
 
 #include "fastnn/activation_math.h"
@@ -42,6 +43,18 @@ MathFunction math_function(const char* name) {
   if (fn == int(MathFunction::count))
     throw ValueError("unknown function '" + std::string(name) + "'; expected exp, expm1, log1p, tanh or erf");
   return MathFunction(fn);
+}
+
+void check_activation_params(Activation kind, const ActivationParams& p, const Array& x) {
+  const char* name = kind == Activation::leaky_relu ? "negative_slope"
+                     : kind == Activation::elu      ? "alpha"
+                     : kind == Activation::softplus ? "beta"
+                                                    : nullptr;
+  if (!name || x.dtype != DType::float32) return;  // float64 values were checked as given
+  const float v = float(p.a);
+  if (!std::isfinite(v) || (kind == Activation::softplus && !(v > 0)))
+    throw ValueError(std::string(name) + " must be " + (kind == Activation::softplus ? "> 0 and " : "") +
+                     "finite in float32 (x's dtype), got " + repr(p.a));
 }
 
 void check_unary(const Array& x, Array& out) {

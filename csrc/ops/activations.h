@@ -47,6 +47,10 @@ ActivationParams softplus_params(double beta, double threshold);
 Activation gelu_kind(const char* approximate);         // "none" or "tanh"
 MathFunction math_function(const char* name);          // exp, expm1, log1p, tanh, erf
 
+// The hyper-parameters as the kernels for x's dtype see them, rounded to that dtype:
+// negative_slope and alpha finite, beta finite and > 0 (1e300 is inf in float32).
+void check_activation_params(Activation kind, const ActivationParams& p, const Array& x);
+
 // name(x) -> out; out may be x.
 void check_unary(const Array& x, Array& out);
 // name_backward(dy, x) -> out; out may be dy or x.

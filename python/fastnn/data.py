@@ -19,7 +19,8 @@ import numbers
 import numpy as np
 
 from . import random as _random
-from .nn.module import array_module, check_bool, check_float, check_int, is_array
+from ._checks import check_bool
+from .nn.module import array_module, check_float, check_int, is_array
 
 __all__ = ["Standardizer", "PCA", "ZCA", "DataLoader", "RandomHorizontalFlip", "RandomCrop",
            "ColorJitter", "GaussianNoise", "Compose", "tta_predict"]
@@ -344,7 +345,7 @@ class PCA(_Eigenbasis):
         _unexpected_keys(state_dict, keys, "PCA")
         arrays = {k: _state_array(state_dict, k, "PCA") for k in keys[:5]}
         whiten, eps = _plain(state_dict, "whiten", "PCA"), _plain(state_dict, "eps", "PCA")
-        check_bool(whiten, "whiten")
+        whiten = check_bool(whiten, \"whiten\")
         comps, mean = arrays["components"], arrays["mean"]
         k = comps.shape[0] if comps.ndim == 2 else -1
         shape = tuple(int(s) for s in arrays["sample_shape"])
@@ -739,7 +740,7 @@ def tta_predict(model, x, *, flip=True, shift=0, channels_last=False, batch_size
     batches of ``batch_size``. Returns (N, classes) probabilities in x's dtype."""
     from .train import predict
 
-    check_bool(flip, "flip")
+    flip = check_bool(flip, \"flip\")
     shift = check_int(shift, "shift", 0)
     _check_float_array(x, "x", 4)
     views = [x]

@@ -16,6 +16,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _backend
+from ._checks import check_bool as _flag
 from . import random as _random
 
 __all__ = ["BatchNormOutput", "batch_norm_forward", "batch_norm_backward",
@@ -42,7 +43,15 @@ def _outs(out, names):
 def _float(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+
+
+def _out(out):
+    """out= of a function with one result: None, an array, or a tuple of one entry."""
+    return _outs(out, ("out",))[0]
 
 
 def _axis(channel_axis):
@@ -94,19 +103,19 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
     momentum is not used and None is fine.
     """
     y, mean, invstd = _outs(out, ("y", "mean", "invstd"))
-    tracking = bool(training) and (running_mean is not None or running_var is not None)
+    tracking = _flag(training, "training") and (running_mean is not None or running_var is not None)
     if num_batches_tracked is not None:
-        _check_count(num_batches_tracked)
+        _check_count(num_batches_tracked, (x, weight, bias, running_mean, running_var, y, mean, invstd))
     if momentum is None:
         if tracking and num_batches_tracked is None:
             raise ValueError("momentum=None (the cumulative average of the batch statistics) needs "
                              "num_batches_tracked, the count of batches seen so far")
-        momentum = 1.0 / (int(num_batches_tracked) + 1) if tracking else 0.0
+        momentum = 1.0 / (_count(num_batches_tracked) + 1) if tracking else 0.0
     backend = _backend.select("batch_norm_forward", x=x, weight=weight, bias=bias,
                               running_mean=running_mean, running_var=running_var,
                               y=y, mean=mean, invstd=invstd)
     result = BatchNormOutput(*backend.batch_norm_forward(
-        x, weight, bias, running_mean, running_var, bool(training),
+        x, weight, bias, running_mean, running_var, training,
         _float(momentum, "momentum"), _float(eps, "eps"), _axis(channel_axis),
         _activation(activation), y, mean, invstd))
     if tracking and num_batches_tracked is not None:
@@ -114,15 +123,36 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
     return result
 
 
-def _check_count(count):
+def _check_count(count, arrays):
+    """num_batches_tracked: a writeable 0-d int64 array apart from every other array of
+    the call (it is incremented after the kernel wrote them)."""
     if not (isinstance(count, np.ndarray) or hasattr(count, "__cuda_array_interface__")):
         raise TypeError(f"num_batches_tracked must be a 0-d int64 array or None, got {type(count).__name__}")
+    if isinstance(count, np.ma.MaskedArray):
+        raise TypeError("num_batches_tracked is a numpy.ma.MaskedArray; pass a plain 0-d int64 array")
     if count.dtype != np.int64:
         raise TypeError(f"num_batches_tracked must have dtype int64, got {count.dtype}")
     if count.shape != ():
         raise ValueError(f"num_batches_tracked must have shape (), got {count.shape}")
     if isinstance(count, np.ndarray) and not count.flags.writeable:
         raise ValueError("num_batches_tracked is read-only; it is incremented in place")
+    if isinstance(count, np.ndarray):
+        xp, same_library = np, lambda a: isinstance(a, np.ndarray)
+    else:
+        import cupy as xp
+        same_library = lambda a: isinstance(a, xp.ndarray)  # noqa: E731
+    for a in arrays:
+        if same_library(a) and xp.may_share_memory(count, a):
+            raise ValueError("num_batches_tracked overlaps another array of the call in memory; "
+                             "it must be an array of its own")
+
+
+def _count(count):
+    """The value of num_batches_tracked (checked by _check_count): an int >= 0."""
+    value = int(count)
+    if value < 0:
+        raise ValueError(f"num_batches_tracked must be >= 0, got {value}")
+    return value
 
 
 def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1,
@@ -143,7 +173,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     dx, dweight, dbias = _outs(out, ("dx", "dweight", "dbias"))
     backend = _backend.select("batch_norm_backward", x=x, dy=dy, weight=weight, mean=mean,
                               invstd=invstd, y=y, dx=dx, dweight=dweight, dbias=dbias)
-    return backend.batch_norm_backward(dy, x, weight, mean, invstd, bool(training),
+    return backend.batch_norm_backward(dy, x, weight, mean, invstd, training,
                                        _axis(channel_axis), _activation(activation), y,
                                        dx, dweight, dbias)
 
@@ -154,27 +184,6 @@ __all__ += ["DropoutOutput", "dropout", "dropout_backward", "dropout_mask"]
 
 DropoutOutput = namedtuple("DropoutOutput", ["y", "mask"])
 DropoutOutput.__doc__ = "Result of dropout: y, and the bit-packed uint8 keep mask."
-
-
-def _seed_offset(seed, offset, generator, n):
-    """(seed, offset) as given, else drawn from generator (default: the global one)."""
-    if seed is None:
-        if offset != 0:
-            raise ValueError("offset is given but seed is None; pass both, or neither "
-                             "to draw them from the generator")
-        return (generator or _random.default_generator).draw(n)
-    if generator is not None:
-        raise ValueError("pass seed (and offset) or generator, not both")
-    return _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
-
-
-def _element_count(x):
-    """x.size for an array the kernels take; for anything else (a torch tensor, a list) a
-    TypeError naming x, before a generator moves."""
-    size = getattr(x, "size", None)
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise TypeError(f"x must be a numpy.ndarray or a CuPy array, got {type(x).__name__}")
-    return int(size)
 
 
 def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out=None):
@@ -190,21 +199,39 @@ def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out
 
     seed, offset: ints in [0, 2**64 - 1]. seed=None draws (seed, offset) from
     ``generator`` (default: ``fastnn.random.default_generator``), which moves on by
-    ceil(x.size / 4). y = x * (scale or 0): NaN and inf stay NaN, as in PyTorch.
+    ceil(x.size / 4), once every argument has passed its checks: a refused call moves
+    no generator. y = x * (scale or 0): NaN and inf stay NaN, as in PyTorch.
     p = 0 and training=False: y is x (copied), mask all ones, no generator run (eval
     draws nothing). p = 1: y = x * 0, mask all zeros.
     out: y alone or (y, mask); y may be x (in place).
     """
+    y, mask, _, _ = _dropout(x, p, seed, offset, training, generator, out)
+    return DropoutOutput(y, mask)
+
+
+def _no_offset(offset):
+    """offset left at its default (the int 0): it goes with an explicit seed only."""
+    return isinstance(offset, numbers.Integral) and not isinstance(offset, bool) and offset == 0
+
+
+def _dropout(x, p, seed, offset, training, generator, out):
+    """dropout's work: returns (y, mask, seed, offset), the counter the mask was made at
+    (the Dropout layer keeps it to regenerate the mask). With seed None the native call
+    draws from the generator after its checks, so a refused call draws nothing."""
     y, mask = _outs(out, ("y", "mask"))
-    p = _float(p, "p")
-    if not 0 <= p <= 1:  # before the generator moves
-        raise ValueError(f"p must be in [0, 1], got {p}")
-    if training:
-        seed, offset = _seed_offset(seed, offset, generator, _element_count(x))
-    else:
-        seed, offset = (0, 0) if seed is None else _seed_offset(seed, offset, generator, 0)
+    if seed is None:
+        if not _no_offset(offset):
+            raise ValueError("offset is given but seed is None; pass both, or neither "
+                             "to draw them from the generator")
+        if generator is None:
+            generator = _random.default_generator
+        elif not isinstance(generator, _random.Generator):
+            raise TypeError(f"generator must be a fastnn.random.Generator or None, got "
+                            f"{type(generator).__name__}")
+    elif generator is not None:
+        raise ValueError("pass seed (and offset) or generator, not both")
     backend = _backend.select("dropout", x=x, y=y, mask=mask)
-    return DropoutOutput(*backend.dropout(x, p, seed, offset, bool(training), y, mask))
+    return backend.dropout(x, _float(p, "p"), seed, offset, training, y, mask, generator)
 
 
 def dropout_backward(dy, mask, p, *, seed=None, offset=0, out=None):
@@ -220,7 +247,7 @@ def dropout_backward(dy, mask, p, *, seed=None, offset=0, out=None):
         if seed is None:
             raise ValueError("mask is None: pass the forward's seed (and offset) to regenerate it")
         seed, offset = _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
-    elif seed is not None or offset != 0:
+    elif seed is not None or not _no_offset(offset):
         raise ValueError("pass mask or seed/offset, not both")
     else:
         seed, offset = 0, 0
@@ -238,6 +265,7 @@ def dropout_mask(n, p, *, seed, offset=0, out=None):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     p = _float(p, "p")
     seed, offset = _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
+    out = _out(out)
     backend = _backend.select("dropout_mask", mask=out)
     return backend.dropout_mask(int(n), p, seed, offset, out)
 
@@ -254,6 +282,7 @@ def prelu(x, weight, channel_axis=1, out=None):
     weight: (1,) (one slope for every element, any shape of x, 1-D included) or (C,)
     along channel_axis (1: (N, C, ...), -1: (..., C)). out may be x (in place).
     """
+    out = _out(out)
     backend = _backend.select("prelu", x=x, weight=weight, y=out)
     return backend.prelu(x, weight, _axis(channel_axis), out)
 
@@ -277,6 +306,7 @@ def maxout(x, pieces, channel_axis=1, out=None):
 
     A NaN in a group makes its output NaN (as torch.max does). out can't be x.
     """
+    out = _out(out)
     backend = _backend.select("maxout", x=x, y=out)
     return backend.maxout(x, _pieces(pieces), _axis(channel_axis), out)
 
@@ -288,6 +318,7 @@ def maxout_backward(dy, x, pieces, channel_axis=1, out=None):
     to the maximum (ties go to the lowest index). dy has the forward output's shape.
     out may be x (in place).
     """
+    out = _out(out)
     backend = _backend.select("maxout_backward", x=x, dy=dy, dx=out)
     return backend.maxout_backward(dy, x, _pieces(pieces), _axis(channel_axis), out)
 
@@ -299,11 +330,13 @@ def maxout_backward(dy, x, pieces, channel_axis=1, out=None):
 # negative_slope >= 0, passing y as x: the result is the same), dy or x in the backward.
 
 def _act(name, x, out, *params):
+    out = _out(out)
     backend = _backend.select(name, x=x, out=out)
     return getattr(backend, name)(x, *params, out)
 
 
 def _act_backward(name, dy, x, out, *params):
+    out = _out(out)
     backend = _backend.select(name + "_backward", x=x, dy=dy, out=out)
     return getattr(backend, name + "_backward")(dy, x, *params, out)
 
@@ -400,12 +433,6 @@ def softplus_backward(dy, x, beta=1.0, threshold=20.0, *, out=None):
     return _act_backward("softplus", dy, x, out, _float(beta, "beta"), _float(threshold, "threshold"))
 
 
-def _check_labels_flag(check_labels):
-    if not isinstance(check_labels, (bool, np.bool_)):
-        raise TypeError(f"check_labels must be a bool, got {type(check_labels).__name__}")
-    return bool(check_labels)
-
-
 def _label_args(backend, check_labels):
     """The CUDA module's extra argument: whether to check device labels before the kernel."""
     return () if backend is _backend._cpu else (check_labels,)
@@ -426,7 +453,7 @@ def softmax_cross_entropy(logits, labels, *, check_labels=False, out=None):
     without it nothing waits, and a bad label's row gets a NaN loss (so the mean loss
     is NaN) and a NaN gradient row; no memory outside logits is ever read.
     """
-    check_labels = _check_labels_flag(check_labels)
+    check_labels = _flag(check_labels, "check_labels")
     loss, probs = _outs(out, ("loss", "probs"))
     backend = _backend.select("softmax_cross_entropy", logits=logits, labels=labels,
                               loss=loss, probs=probs)
@@ -436,7 +463,8 @@ def softmax_cross_entropy(logits, labels, *, check_labels=False, out=None):
 def softmax_cross_entropy_backward(probs, labels, *, check_labels=False, out=None):
     """Gradient of the mean loss w.r.t. the logits: (probs - onehot(labels)) / N.
     out may be probs (in place). check_labels: as for softmax_cross_entropy."""
-    check_labels = _check_labels_flag(check_labels)
+    out = _out(out)
+    check_labels = _flag(check_labels, "check_labels")
     backend = _backend.select("softmax_cross_entropy_backward", probs=probs, labels=labels, out=out)
     return backend.softmax_cross_entropy_backward(probs, labels, out, *_label_args(backend, check_labels))
 
@@ -453,6 +481,9 @@ __all__ += [
 
 def _float_array(x, name):
     """The array module of x (numpy or cupy); TypeError unless x is a float32/float64 array."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray; fastnn would ignore its mask, so it is "
+                        "refused (pass its .filled(value), or its .data to drop the mask)")
     if isinstance(x, np.ndarray):
         xp = np
     elif hasattr(x, "__cuda_array_interface__"):
@@ -469,27 +500,37 @@ def _dim(x, dim):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
     if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
         raise ValueError(f"dim must be in [-{max(x.ndim, 1)}, {max(x.ndim, 1)}) for x of shape {x.shape}, got {dim}")
-    return int(dim)
+    return int(dim) if x.ndim else -1
+
+
+def _softmax_parts(x, dim):
+    """(xp, x as at least 1-D, dim): a 0-d x is one row of one element (as torch)."""
+    xp = _float_array(x, "x")
+    dim = _dim(x, dim)
+    return xp, (x.reshape(1) if x.ndim == 0 else x), dim
 
 
 def softmax(x, dim=-1):
     """exp(x) / sum(exp(x)) along dim, computed as exp(x - max) / sum(exp(x - max)), so any
-    finite x is safe. A row holding NaN gives NaN. Returns a new array of x's dtype."""
-    xp = _float_array(x, "x")
-    dim = _dim(x, dim)
-    e = xp.exp(x - x.max(axis=dim, keepdims=True))
+    finite x is safe. A row holding NaN gives NaN. Returns a new array of x's dtype and
+    shape (a 0-d x gives 1, an empty x an empty result)."""
+    xp, rows, dim = _softmax_parts(x, dim)
+    if x.size == 0:
+        return xp.empty(x.shape, x.dtype)
+    e = xp.exp(rows - rows.max(axis=dim, keepdims=True))
     e /= e.sum(axis=dim, keepdims=True)
-    return e
+    return e.reshape(x.shape)
 
 
 def log_softmax(x, dim=-1):
     """log(softmax(x)) along dim, as (x - max) - log(sum(exp(x - max))): accurate where
     softmax underflows to 0 (log_softmax stays finite)."""
-    xp = _float_array(x, "x")
-    dim = _dim(x, dim)
-    shifted = x - x.max(axis=dim, keepdims=True)
+    xp, rows, dim = _softmax_parts(x, dim)
+    if x.size == 0:
+        return xp.empty(x.shape, x.dtype)
+    shifted = rows - rows.max(axis=dim, keepdims=True)
     shifted -= xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
-    return shifted
+    return shifted.reshape(x.shape)
 
 
 __all__ += ["softmax", "log_softmax"]
@@ -503,8 +544,8 @@ __all__ += ["softmax", "log_softmax"]
 def _unwrap(value, parameter):
     if isinstance(value, parameter):
         return value.data
-    if isinstance(value, tuple):
-        return tuple(v.data if isinstance(v, parameter) else v for v in value)
+    if isinstance(value, tuple) or (isinstance(value, list) and any(isinstance(v, parameter) for v in value)):
+        return type(value)(v.data if isinstance(v, parameter) else v for v in value)  # out=(...)
     return value
 
 

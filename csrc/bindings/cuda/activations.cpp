@@ -16,6 +16,7 @@ py::object forward(const char* op, Activation kind, ActivationParams p, py::hand
   const Array x = view(x_obj, "x");
   Array y = output_view(out_obj, "out");
   ops::check_unary(x, y);
+  ops::check_activation_params(kind, p, x);
   const cudaStream_t stream = gpu::launch_for(op, {&x, &y});
   py::object y_res = gpu::result(out_obj, y);
   ops::dispatch_float(x.dtype, [&](auto t) {
@@ -30,6 +31,7 @@ py::object backward(const char* op, Activation kind, ActivationParams p, py::han
   const Array x = view(x_obj, "x"), dy = view(dy_obj, "dy");
   Array dx = output_view(out_obj, "out");
   ops::check_unary_backward(dy, x, dx);
+  ops::check_activation_params(kind, p, x);
   const cudaStream_t stream = gpu::launch_for(op, {&x, &dy, &dx});
   py::object dx_res = gpu::result(out_obj, dx);
   ops::dispatch_float(x.dtype, [&](auto t) {

@@ -6,6 +6,8 @@
 #include "fastnn/dropout_math.h"
 #include "ops/dropout.h"
 
+#include <tuple>
+
 namespace fastnn {
 namespace bind {
 namespace {
@@ -26,14 +28,22 @@ void run(const Array& x, const Array& y, const Array& mask_in, const Array& mask
   cuda::dropout<T>(a, stream);
 }
 
+// seed None: (seed, offset) = generator.draw(x.size) in training, once every check
+// passed (as on the CPU). Returns (y, mask, seed, offset).
 py::tuple dropout(py::handle x_obj, double p, py::handle seed_obj, py::handle offset_obj, py::handle training_obj,
-                  py::handle y_obj, py::handle mask_obj) {
-  const uint64_t seed = u64_arg(seed_obj, "seed"), offset = u64_arg(offset_obj, "offset");
+                  py::handle y_obj, py::handle mask_obj, py::handle generator) {
+  const bool draw = seed_obj.is_none();
+  uint64_t seed = 0, offset = 0;
+  if (!draw) {
+    seed = u64_arg(seed_obj, "seed");
+    offset = u64_arg(offset_obj, "offset");
+  }
   const bool training = flag_arg(training_obj, "training");
   const Array x = view(x_obj, "x");
   Array y = output_view(y_obj, "out (y)"), mask = output_view(mask_obj, "out (mask)");
   ops::check_dropout(x, p, y, mask);
   const cudaStream_t stream = gpu::launch_for("dropout", {&x, &y, &mask});
+  if (draw && training) std::tie(seed, offset) = draw_counter(generator, x.size());
   py::object y_res = gpu::result(y_obj, y), mask_res = gpu::result(mask_obj, mask);
   uint32_t threshold = 0;
   const MaskSource source = training ? dropout_mask_source(p, &threshold) : MaskSource::keep_all;
@@ -41,7 +51,7 @@ py::tuple dropout(py::handle x_obj, double p, py::handle seed_obj, py::handle of
   ops::dispatch_float(x.dtype, [&](auto t) {
     run<decltype(t)>(x, y, kNone, mask, x.size(), source, seed, offset, threshold, scale, stream);
   });
-  return py::make_tuple(y_res, mask_res);
+  return py::make_tuple(y_res, mask_res, seed, offset);
 }
 
 py::object dropout_backward(py::handle dy_obj, py::handle mask_obj, double p, py::handle seed_obj,
@@ -77,7 +87,7 @@ py::object dropout_mask(py::handle n_obj, double p, py::handle seed_obj, py::han
 
 void bind_cuda_dropout(py::module_& m) {
   m.def("dropout", &dropout, py::arg("x"), py::arg("p"), py::arg("seed"), py::arg("offset"), py::arg("training"),
-        py::arg("y"), py::arg("mask"));
+        py::arg("y"), py::arg("mask"), py::arg("generator"));
   m.def("dropout_backward", &dropout_backward, py::arg("dy"), py::arg("mask"), py::arg("p"), py::arg("seed"),
         py::arg("offset"), py::arg("dx"));
   m.def("dropout_mask", &dropout_mask, py::arg("n"), py::arg("p"), py::arg("seed"), py::arg("offset"),

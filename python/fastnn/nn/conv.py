@@ -89,7 +89,7 @@ class Conv2d(Module):
         self.stride = pair(stride, "stride", 1)
         self.padding = pair(padding, "padding", 0)
         self.dilation = pair(dilation, "dilation", 1)
-        check_bool(bias, "bias")
+        bias = check_bool(bias, "bias")
         dtype = factory_dtype(dtype)
         self._workspace = {}
         self.weight = Parameter(np.empty((self.out_channels, self.in_channels, *self.kernel_size), dtype))

@@ -1,5 +1,6 @@
 """``Dropout`` over fastnn's counter-based (Philox) dropout kernel."""
 
+from ..functional import _dropout
 from ..functional import raw as F  # arrays only: no Parameter unwrapping
 from .. import random as _random
 from .module import Module, check_bool, check_float, check_grad, check_input
@@ -33,13 +34,13 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self._saved = (_IDENTITY, None, x.shape, x.dtype)
             return x
-        out = x if self.inplace else None
+        # the generator moves only once the call's checks passed (a read-only x with
+        # inplace=True is refused first); (seed, offset) is the counter it drew
+        y, mask, seed, offset = _dropout(x, self.p, None, 0, True, self.generator,
+                                         x if self.inplace else None)
         if self.keep_mask:
-            y, mask = F.dropout(x, self.p, generator=self.generator, out=out)
             self._saved = (mask, None, x.shape, x.dtype)
         else:
-            seed, offset = self.generator.draw(x.size)
-            y, _ = F.dropout(x, self.p, seed=seed, offset=offset, out=out)
             self._saved = (None, (seed, offset), x.shape, x.dtype)
         return y
 

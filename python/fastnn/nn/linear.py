@@ -20,7 +20,7 @@ class _Affine(Module):
     def __init__(self, in_features, rows, bias, dtype):
         super().__init__()
         self.in_features = check_int(in_features, "in_features", 1)
-        check_bool(bias, "bias")
+        bias = check_bool(bias, "bias")
         dtype = factory_dtype(dtype)
         self.weight = Parameter(np.empty((rows, self.in_features), dtype))
         if bias:

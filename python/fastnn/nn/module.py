@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._checks import check_bool  # noqa: F401 (the layers import it from here)
 from .parameter import Parameter
 
 __all__ = ["Module"]
@@ -46,12 +47,6 @@ def factory_dtype(dtype):
     return d
 
 
-def check_bool(value, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
 def check_int(value, name, minimum=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -63,7 +58,10 @@ def check_int(value, name, minimum=None):
 def check_float(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -159,8 +157,7 @@ class Module:
         """What forward kept: RuntimeError before forward or after the backward used it.
         A backward sets ``_saved`` to None once its checks pass (a refused call keeps it).
         Also checks backward's input_grad flag."""
-        if input_grad is not True and input_grad is not False:
-            raise TypeError(f"input_grad must be a bool, got {type(input_grad).__name__}")
+        check_bool(input_grad, "input_grad")
         saved = self._saved
         if saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
@@ -267,6 +264,7 @@ class Module:
     def named_parameters(self, prefix="", recurse=True):
         """(torch's dotted name, Parameter), each Parameter once, in registration order."""
         seen = set()
+        recurse = check_bool(recurse, "recurse")
         modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for mod_prefix, module in modules:
             for name, p in module._parameters.items():
@@ -279,6 +277,7 @@ class Module:
             yield p
 
     def named_buffers(self, prefix="", recurse=True):
+        recurse = check_bool(recurse, "recurse")
         modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for mod_prefix, module in modules:
             for name, b in module._buffers.items():
@@ -300,7 +299,7 @@ class Module:
 
     def train(self, mode=True):
         """Training mode (mode=True) or evaluation mode for this module and every descendant."""
-        check_bool(mode, "mode")
+        mode = check_bool(mode, "mode")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
@@ -311,14 +310,14 @@ class Module:
     def requires_grad_(self, requires_grad=True):
         """Freeze (False) or unfreeze every parameter: a frozen parameter gets no gradient
         and optimizers leave it untouched. Returns self."""
-        check_bool(requires_grad, "requires_grad")
+        requires_grad = check_bool(requires_grad, "requires_grad")
         for p in self.parameters():
             p.requires_grad = requires_grad
         return self
 
     def zero_grad(self, set_to_none=True):
         """Drop every parameter's gradient (set_to_none=True, torch's default) or fill it with 0."""
-        check_bool(set_to_none, "set_to_none")
+        set_to_none = check_bool(set_to_none, "set_to_none")
         for p in self.parameters():
             if p.grad is not None:
                 if set_to_none:
@@ -333,6 +332,7 @@ class Module:
         ``1.running_mean``, ``1.num_batches_tracked``, ...), in registration order.
         The values are the live arrays, not copies (``keep_vars=True``: the Parameters
         themselves)."""
+        keep_vars = check_bool(keep_vars, "keep_vars")
         destination = OrderedDict() if destination is None else destination
         for name, p in self._parameters.items():
             if p is not None:
@@ -354,7 +354,7 @@ class Module:
         ``IncompatibleKeys(missing_keys, unexpected_keys)``."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
-        check_bool(strict, "strict")
+        strict = check_bool(strict, "strict")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]

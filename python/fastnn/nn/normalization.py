@@ -24,7 +24,7 @@ class _BatchNorm(Module):
         if self.momentum is not None and not 0 <= self.momentum <= 1:
             raise ValueError(f"momentum must be in [0, 1] or None, got {self.momentum}")
         self.affine = check_bool(affine, "affine")
-        check_bool(bias, "bias")
+        bias = check_bool(bias, "bias")
         self.track_running_stats = check_bool(track_running_stats, "track_running_stats")
         self.channels_last = check_bool(channels_last, "channels_last")
         if activation not in (None, "relu"):

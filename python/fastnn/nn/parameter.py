@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .._checks import check_bool
+
 __all__ = ["Parameter"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -43,13 +45,22 @@ class Parameter:
     ``ndim``, ``size()``, ``numel()`` and ``dim()`` read as in PyTorch;
     ``numpy.asarray(p)`` is ``p.data``."""
 
-    __slots__ = ("_data", "_grad", "requires_grad", "__weakref__")
+    __slots__ = ("_data", "_grad", "_requires_grad", "__weakref__")
 
     def __init__(self, data, requires_grad=True):
         _check_data(data, "data")
         self._data = data
         self._grad = None
-        self.requires_grad = bool(requires_grad)
+        self.requires_grad = requires_grad
+
+    @property
+    def requires_grad(self):
+        """Whether layers compute this parameter's gradient and optimizers update it (a bool)."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self._requires_grad = check_bool(value, "requires_grad")
 
     @property
     def data(self):
@@ -96,8 +107,6 @@ class Parameter:
 
     def requires_grad_(self, requires_grad=True):
         """Set ``requires_grad`` (a bool); returns self."""
-        if not isinstance(requires_grad, bool):
-            raise TypeError(f"requires_grad must be a bool, got {type(requires_grad).__name__}")
         self.requires_grad = requires_grad
         return self
 
