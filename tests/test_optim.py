@@ -1152,3 +1152,46 @@ def test_adadelta_first_step_by_hand():
     np.testing.assert_allclose(opt.state[p]["square_avg"], sq, rtol=1e-15)
     np.testing.assert_allclose(opt.state[p]["acc_delta"], 0.2 * delta * delta, rtol=1e-15)
     np.testing.assert_allclose(p.data, 1 - 0.7 * delta, rtol=1e-15)
+
+
+# =========================================================================== arrays the fast path leaves to the checks
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("make", [lambda a: a.view(_Sub), lambda a: a.astype(np.dtype(a.dtype, metadata={"m": 1}))],
+                         ids=["ndarray-subclass", "dtype-with-metadata"])
+def test_unusual_but_valid_arrays_step_like_plain_ones(make):
+    """An ndarray subclass, or a dtype object NumPy does not share, takes the named
+    checks instead of the fast path, passes them and steps bit for bit as plain arrays."""
+    datas = make_params(np.float32, 51, [(9,), (2, 5)])
+    ps, qs = [Parameter(make(d.copy())) for d in datas], [Parameter(d.copy()) for d in datas]
+    a, b = optim.Adam(ps, lr=0.1, amsgrad=True), optim.Adam(qs, lr=0.1, amsgrad=True)
+    rng = np.random.default_rng(52)
+    for _ in range(3):
+        for p, q in zip(ps, qs):
+            g = rng.standard_normal(p.shape).astype(np.float32)
+            p.grad, q.grad = make(g.copy()), g
+        a.step()
+        b.step()
+    assert_same_bits([np.asarray(x) for x in snapshot(a, ps)], snapshot(b, qs))
+
+
+def test_deepcopy_steps_on_its_own():
+    import copy
+
+    p = Parameter(np.linspace(-1, 1, 7))
+    opt = optim.RMSprop([p], lr=0.01, momentum=0.5, centered=True)
+    for _ in range(2):
+        p.grad = np.full(7, 0.3)
+        opt.step()
+    twin = copy.deepcopy(opt)
+    q = twin.param_groups[0]["params"][0]
+    assert q is not p and twin.state[q]["square_avg"] is not opt.state[p]["square_avg"]
+    for _ in range(3):
+        p.grad, q.grad = np.full(7, 0.2), np.full(7, 0.2)
+        opt.step()
+        twin.step()
+    assert_same_bits(snapshot(opt, [p]), snapshot(twin, [q]))
