@@ -1195,3 +1195,33 @@ def test_deepcopy_steps_on_its_own():
         opt.step()
         twin.step()
     assert_same_bits(snapshot(opt, [p]), snapshot(twin, [q]))
+
+
+def test_parameter_subclasses_step_like_parameters():
+    """The step reads an exact Parameter's attributes from its slots, and looks them up on
+    a subclass (which may compute them): both give the same steps."""
+
+    class Scaled(Parameter):
+        __slots__ = ()
+
+    class Computed(Parameter):
+        __slots__ = ("_real_grad",)
+
+        @property
+        def _grad(self):  # a subclass overriding the slot: the step must go through it
+            return self._real_grad
+
+        @_grad.setter
+        def _grad(self, value):
+            self._real_grad = value
+
+    datas = make_params(np.float64, 53, [(8,), (3, 2)])
+    for cls in (Scaled, Computed):
+        ps, qs = [cls(d.copy()) for d in datas], [Parameter(d.copy()) for d in datas]
+        a, b = optim.Adadelta(ps, lr=0.5), optim.Adadelta(qs, lr=0.5)
+        for step in range(3):
+            for p, q in zip(ps, qs):
+                p.grad = q.grad = np.full(p.shape, 0.25 * (step + 1))
+            a.step()
+            b.step()
+        assert_same_bits(snapshot(a, ps), snapshot(b, qs))

@@ -13,6 +13,7 @@
 // fast path cannot vouch for goes through the named checks of ops/optim.h, which
 // decide, and name param_groups[g]['params'][i] in their errors.
 #include <pybind11/numpy.h>
+#include <structmember.h>
 
 #include <algorithm>
 #include <string>
@@ -94,7 +95,38 @@ struct Call {
   std::vector<unsigned char> has_state;
 };
 
-py::object attribute(py::handle obj, PyObject* name, int g, int64_t i) {
+// Where fastnn.nn.Parameter keeps _data, _grad and requires_grad (its __slots__), so that
+// an exact Parameter's attributes are read without an attribute lookup; -1 if a name is
+// not a plain object slot (then, and for subclasses, the attribute is looked up).
+struct ParameterSlots {
+  PyTypeObject* type = nullptr;
+  Py_ssize_t data = -1, grad = -1, requires_grad = -1;
+};
+const ParameterSlots& parameter_slots() {
+  static const ParameterSlots slots = [] {
+    ParameterSlots s;
+    const py::object cls = py::module_::import("fastnn.nn").attr("Parameter");
+    s.type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+    auto offset = [&](const char* name) -> Py_ssize_t {
+      PyObject* d = PyDict_GetItemString(s.type->tp_dict, name);  // borrowed
+      if (!d || Py_TYPE(d) != &PyMemberDescr_Type) return -1;
+      const PyMemberDef* m = reinterpret_cast<PyMemberDescrObject*>(d)->d_member;
+      return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
+    };
+    s.data = offset("_data");
+    s.grad = offset("_grad");
+    s.requires_grad = offset("requires_grad");
+    cls.inc_ref();  // kept for the process's life: s.type points into it
+    return s;
+  }();
+  return slots;
+}
+
+py::object attribute(py::handle obj, PyObject* name, int g, int64_t i, Py_ssize_t slot = -1) {
+  if (slot >= 0 && Py_TYPE(obj.ptr()) == parameter_slots().type) {
+    PyObject* v = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj.ptr()) + slot);
+    if (v) return py::reinterpret_borrow<py::object>(v);
+  }
   PyObject* v = PyObject_GetAttr(obj.ptr(), name);
   if (!v) {
     if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
@@ -119,27 +151,36 @@ int64_t step_count(PyObject* v, int g, int64_t i) {
 // Every parameter that the step updates, with its state, in group order.
 std::vector<Entry> gather(int rule, const std::vector<OptimHyper>& hypers, py::handle groups, py::handle state) {
   const Names& n = names();
-  std::vector<Entry> entries;
+  const ParameterSlots& slots = parameter_slots();
+  std::vector<py::object> lists;
+  size_t total = 0;
   for (int g = 0; g < int(hypers.size()); ++g) {
-    const py::object params = groups[py::int_(g)];
-    if (!PyList_Check(params.ptr()) && !PyTuple_Check(params.ptr()))
+    lists.push_back(groups[py::int_(g)]);
+    if (!PyList_Check(lists[g].ptr()) && !PyTuple_Check(lists[g].ptr()))
       throw ops::TypeError("param_groups[" + std::to_string(g) + "]['params'] must be a list, got " +
-                           type_name(params));
+                           type_name(lists[g]));
+    total += size_t(PySequence_Fast_GET_SIZE(lists[g].ptr()));
+  }
+  std::vector<Entry> entries;
+  entries.reserve(total);
+  for (int g = 0; g < int(hypers.size()); ++g) {
+    const py::object& params = lists[g];
     const OptimHyper& h = hypers[g];
     const int64_t count = PySequence_Fast_GET_SIZE(params.ptr());
     PyObject** items = PySequence_Fast_ITEMS(params.ptr());
     for (int64_t i = 0; i < count; ++i) {
       const py::object p = py::reinterpret_borrow<py::object>(items[i]);
-      py::object data = attribute(p, n.data, g, i), grad = attribute(p, n.grad, g, i),
-                 requires_grad = attribute(p, n.requires_grad, g, i);
+      py::object grad = attribute(p, n.grad, g, i, slots.grad);
+      if (grad.is_none()) continue;  // left alone, as torch
+      const py::object requires_grad = attribute(p, n.requires_grad, g, i, slots.requires_grad);
       if (!is_bool(requires_grad))
         throw ops::TypeError(where(g, i) + ".requires_grad must be a bool, got " + type_name(requires_grad));
-      if (grad.is_none() || !flag_arg(requires_grad, "requires_grad")) continue;  // left alone, as torch
+      if (!flag_arg(requires_grad, "requires_grad")) continue;  // frozen: left alone, as torch
       Entry& e = entries.emplace_back();
       e.group = g;
       e.index = i;
       e.param = p;
-      e.data = std::move(data);
+      e.data = attribute(p, n.data, g, i, slots.data);
       e.grad = std::move(grad);
       PyObject* st = PyDict_GetItemWithError(state.ptr(), p.ptr());  // borrowed
       if (!st) {

@@ -30,43 +30,50 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta"
 
 
 # ------------------------------------------------------------------ group value checks
-# Each takes the value's path in messages (param_groups[0]['lr']) and the value.
+# Each takes where the value is (group index and key, for messages) and the value.
 
-def _real(where, v):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{where} must be a real number, got {type(v).__name__}")
+def _where(index, key):
+    return f"param_groups[{index}][{key!r}]"
+
+
+def _real(index, key, v):
+    if type(v) is not float and type(v) is not int:  # (the common case, without isinstance)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{_where(index, key)} must be a real number, got {type(v).__name__}")
     v = float(v)
     if not math.isfinite(v):
-        raise ValueError(f"{where} must be a finite number, got {v!r}")
+        raise ValueError(f"{_where(index, key)} must be a finite number, got {v!r}")
     return v
 
 
-def _at_least_zero(where, v):
-    if not _real(where, v) >= 0:
-        raise ValueError(f"{where} must be >= 0, got {float(v)!r}")
+def _at_least_zero(index, key, v):
+    if not _real(index, key, v) >= 0:
+        raise ValueError(f"{_where(index, key)} must be >= 0, got {float(v)!r}")
 
 
-def _unit_interval(where, v):
-    if not 0 <= _real(where, v) <= 1:
-        raise ValueError(f"{where} must be in [0, 1], got {float(v)!r}")
+def _unit_interval(index, key, v):
+    if not 0 <= _real(index, key, v) <= 1:
+        raise ValueError(f"{_where(index, key)} must be in [0, 1], got {float(v)!r}")
 
 
-def _flag(where, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{where} must be a bool, got {type(v).__name__} {v!r}")
+def _flag(index, key, v):
+    if v is not True and v is not False and not isinstance(v, np.bool_):
+        raise TypeError(f"{_where(index, key)} must be a bool, got {type(v).__name__} {v!r}")
 
 
-def _grad_scale(where, v):
-    if v is not None and not _real(where, v) > 0:
-        raise ValueError(f"{where} must be a finite number > 0, or None, got {float(v)!r}")
+def _grad_scale(index, key, v):
+    if v is not None and not _real(index, key, v) > 0:
+        raise ValueError(f"{_where(index, key)} must be a finite number > 0, or None, got {float(v)!r}")
 
 
-def _betas(where, v):
+def _betas(index, key, v):
     if not isinstance(v, (tuple, list)) or len(v) != 2:
-        raise ValueError(f"{where} must be a pair (beta1, beta2), got {v!r}")
+        raise ValueError(f"{_where(index, key)} must be a pair (beta1, beta2), got {v!r}")
     for i, b in enumerate(v):
-        if not 0 <= _real(f"{where}[{i}]", b) < 1:
-            raise ValueError(f"{where}[{i}] must be in [0, 1), got {float(b)!r}")
+        if type(b) is not float and (isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real)):
+            raise TypeError(f"{_where(index, key)}[{i}] must be a real number, got {type(b).__name__}")
+        if not 0 <= float(b) < 1:
+            raise ValueError(f"{_where(index, key)}[{i}] must be in [0, 1), got {float(b)!r}")
 
 
 # Every optimizer's groups take these; a scheduler adds initial_lr.
@@ -84,6 +91,7 @@ class Optimizer:
 
     _rule = None
     _checks = {}
+    _group_checks = _COMMON
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults, grad_scale=defaults.get("grad_scale", 1.0),
@@ -148,21 +156,24 @@ class Optimizer:
                              f"param_groups[{gi}]['params'][{pi}]; a step would update it twice")
         self.param_groups.append(group)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._group_checks = dict(_COMMON, **cls._checks)
+
     def _check_group(self, group, index):
         """Every key of the group known and its value valid; the messages name the key as
         param_groups[index]['key']."""
-        checks = dict(_COMMON, **self._checks)
+        checks = self._group_checks
         for key, value in group.items():
-            where = f"param_groups[{index}][{key!r}]"
             check = checks.get(key) or _OPTIONAL.get(key)
             if check is not None:
-                check(where, value)
+                check(index, key, value)
             elif key != "params":
                 raise ValueError(f"param_groups[{index}] has an unknown key {key!r}; {type(self).__name__} "
                                  f"takes {', '.join(checks)}")
-        missing = [key for key in checks if key not in group]
-        if missing:
-            raise ValueError(f"param_groups[{index}] has no {missing[0]!r}")
+        if not checks.keys() <= group.keys():
+            missing = next(key for key in checks if key not in group)
+            raise ValueError(f"param_groups[{index}] has no {missing!r}")
 
     def _hyper(self, group):
         """The native call's hyper-parameters of a group (every key the rule takes)."""
@@ -233,7 +244,7 @@ class Optimizer:
             raise ValueError(f"loaded state dict has {len(saved)} parameter groups, the optimizer "
                              f"{len(self.param_groups)} (a different number of parameter groups)")
         by_index, new_groups = {}, []
-        checks = dict(_COMMON, **self._checks)
+        checks = self._group_checks
         for g, (group, sg) in enumerate(zip(self.param_groups, saved)):
             if not isinstance(sg, Mapping) or "params" not in sg:
                 raise ValueError(f"loaded param_groups[{g}] must be a dict with 'params'")
