@@ -107,10 +107,11 @@ const ParameterSlots& parameter_slots() {
     ParameterSlots s;
     const py::object cls = py::module_::import("fastnn.nn").attr("Parameter");
     s.type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+    const py::object own = cls.attr("__dict__");
     auto offset = [&](const char* name) -> Py_ssize_t {
-      PyObject* d = PyDict_GetItemString(s.type->tp_dict, name);  // borrowed
-      if (!d || Py_TYPE(d) != &PyMemberDescr_Type) return -1;
-      const PyMemberDef* m = reinterpret_cast<PyMemberDescrObject*>(d)->d_member;
+      const py::object d = own.attr("get")(name);
+      if (Py_TYPE(d.ptr()) != &PyMemberDescr_Type) return -1;
+      const PyMemberDef* m = reinterpret_cast<PyMemberDescrObject*>(d.ptr())->d_member;
       return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
     };
     s.data = offset("_data");

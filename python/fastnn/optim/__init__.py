@@ -91,7 +91,11 @@ class Optimizer:
 
     _rule = None
     _checks = {}
-    _group_checks = _COMMON
+    _group_checks = _COMMON  # _COMMON and _checks, made for each subclass
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._group_checks = dict(_COMMON, **cls._checks)
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults, grad_scale=defaults.get("grad_scale", 1.0),
@@ -155,10 +159,6 @@ class Optimizer:
             raise ValueError(f"param_groups[{gj}]['params'][{pj}] shares memory with "
                              f"param_groups[{gi}]['params'][{pi}]; a step would update it twice")
         self.param_groups.append(group)
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls._group_checks = dict(_COMMON, **cls._checks)
 
     def _check_group(self, group, index):
         """Every key of the group known and its value valid; the messages name the key as
