@@ -132,6 +132,81 @@ void check_optim_param(const OptimHyper& h, const Array& param, const Array& gra
   }
 }
 
+namespace {
+
+// The slot named `name` among names[0..n) (ValueError listing them otherwise).
+int slot_of(const char* const* names, int n, const char* name, int rule, const char* what) {
+  std::string known;
+  for (int k = 0; k < n; ++k) {
+    if (!names[k]) continue;
+    if (std::string(name) == names[k]) return k;
+    known += (known.empty() ? "" : ", ") + std::string(names[k]);
+  }
+  throw ValueError(std::string(what) + " '" + name + "' is not one of rule '" + kRuleNames[rule] + "''s (" +
+                   (known.empty() ? "it has none" : known) + ")");
+}
+
+}  // namespace
+
+int optim_state_slot(int rule, const char* name) {
+  return slot_of(kOptimSlotNames[rule], kOptimSlots, name, rule, "state");
+}
+
+int optim_scalar_slot(int rule, const char* name) {
+  return slot_of(kOptimScalarNames[rule], kOptimScalars, name, rule, "scalar");
+}
+
+void check_array_list(const std::vector<Array>& arrays) {
+  std::vector<const Array*> all;
+  for (const Array& a : arrays) all.push_back(&a);
+  require_one_device(all);
+  for (const Array& a : arrays) {
+    require_float(a);
+    require_layout(a);
+    if (a.dtype != arrays[0].dtype)
+      throw TypeError(a.name + " has dtype " + a.dtype_name + " but " + arrays[0].name + " has " +
+                      arrays[0].dtype_name + "; one call takes one dtype");
+  }
+}
+
+void check_optim_step(const OptimHyper& h, const std::vector<Array>& params, const std::vector<Array>& grads,
+                      const std::vector<Array> (&state)[kOptimSlots],
+                      const std::vector<double> (&scalars)[kOptimScalars]) {
+  const size_t n = params.size();
+  auto count = [&](size_t size, const std::string& name) {
+    if (size != n)
+      throw ValueError(name + " has " + std::to_string(size) + " arrays but params has " + std::to_string(n));
+  };
+  count(grads.size(), "grads");
+  for (int k = 0; k < kOptimSlots; ++k) {  // (a slot used or given has a name)
+    if (optim_slot_used(h, k)) count(state[k].size(), std::string("state '") + kOptimSlotNames[h.rule][k] + "'");
+    else if (!state[k].empty())
+      throw ValueError(std::string("state '") + kOptimSlotNames[h.rule][k] + "' must not be given: rule '" +
+                       kRuleNames[h.rule] + "' does not use it with these hyper-parameters");
+  }
+  for (int k = 0; k < kOptimScalars; ++k) {
+    const char* name = kOptimScalarNames[h.rule][k];
+    if (name && scalars[k].size() != n)
+      throw ValueError(std::string("scalar '") + name + "' must have one value per parameter (" +
+                       std::to_string(n) + "), got " + std::to_string(scalars[k].size()));
+  }
+  std::vector<std::pair<const Array*, bool>> marked;
+  std::vector<const Array*> all;
+  for (size_t i = 0; i < n; ++i) {
+    const Array* slots[kOptimSlots] = {};
+    for (int k = 0; k < kOptimSlots; ++k)
+      if (!state[k].empty()) slots[k] = &state[k][i];
+    check_optim_param(h, params[i], grads[i], slots);
+    marked.push_back({&params[i], true});
+    marked.push_back({&grads[i], false});
+    for (const Array* a : slots)
+      if (a) marked.push_back({a, true});
+  }
+  for (const auto& m : marked) all.push_back(m.first);
+  require_one_device(all);
+  require_optim_disjoint(marked);
+}
+
 bool sort_disjoint(std::vector<Span>& spans) {
   spans.erase(std::remove_if(spans.begin(), spans.end(), [](const Span& s) { return s.first == s.second; }),
               spans.end());

@@ -67,6 +67,20 @@ void check_optim_param(const OptimHyper& h, const Array& param, const Array& gra
 // each other. The message names both arrays.
 void require_optim_disjoint(const std::vector<std::pair<const Array*, bool>>& arrays);
 
+// The per-group call with arrays passed directly (the CUDA module's optim_step_arrays,
+// for CUDA graphs): state lists and per-parameter scalars by name. The slot of a state
+// array or scalar the rule names so (ValueError for another name); the checks of one
+// call: params (written), grads like params, state[slot] (like params, written; empty
+// for a slot the rule leaves unused, and only then), and the scalars the rule takes, one
+// per parameter; check_optim_param for each parameter and require_optim_disjoint over all.
+int optim_state_slot(int rule, const char* name);
+int optim_scalar_slot(int rule, const char* name);
+void check_optim_step(const OptimHyper& h, const std::vector<Array>& params, const std::vector<Array>& grads,
+                      const std::vector<Array> (&state)[kOptimSlots],
+                      const std::vector<double> (&scalars)[kOptimScalars]);
+// optim_all_finite(arrays): float32 or float64, one dtype, one device.
+void check_array_list(const std::vector<Array>& arrays);
+
 // A byte range [lo, hi) of memory.
 using Span = std::pair<uintptr_t, uintptr_t>;
 // Sorts non-empty spans by address; false if two of them overlap.

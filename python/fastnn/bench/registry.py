@@ -102,6 +102,9 @@ class Built:
     views: dict = field(default_factory=dict)
     # outputs drawn at random per implementation: a check each must pass instead
     random_check: Optional[Callable] = None
+    # a case timed outside this process (an MPI job): timed(rounds, budget_s) ->
+    # {implementation: (median seconds, timed calls)}, used instead of calling the impls
+    timed: Optional[Callable] = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class Case:
     has_out: bool = True  # fastnn takes out= (optimizers update in place)
     n: int = 0         # elements of the main array (0: a family's case before sizing)
     dtype: str = "float32"
+    in_process: bool = True  # False: timed by a job of its own (Built.timed); not in --quick
+                             # (unless --ops names it) nor in the pytest-benchmark suite
 
     def at(self, n):
         """This case at n elements."""

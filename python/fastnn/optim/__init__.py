@@ -21,8 +21,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .. import _cpu
+from .. import _backend, _cpu
 from ..nn import Parameter
+from ..nn.module import array_module
+from ..nn.parameter import on_gpu
 from . import lr_scheduler
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta", "lr_scheduler",
@@ -206,8 +208,10 @@ class Optimizer:
         groups = self.param_groups
         for index, group in enumerate(groups):
             self._check_group(group, index)
-        return _cpu.optim_step(self._rule, [g["params"] for g in groups], [self._hyper(g) for g in groups],
-                               [g["skip_if_nonfinite"] for g in groups], self.state, self._cache)
+        first = next((g["params"][0] for g in groups if g["params"]), None)
+        native = _backend.select("optim_step", param=None if first is None else first._data)
+        return native.optim_step(self._rule, [g["params"] for g in groups], [self._hyper(g) for g in groups],
+                                 [g["skip_if_nonfinite"] for g in groups], self.state, self._cache)
 
     # ------------------------------------------------------------------ state dicts
 
@@ -302,13 +306,14 @@ def _step(where, v):
 
 
 def _state_array(where, v, p):
-    """A saved state array, copied into the parameter's dtype (as torch casts it)."""
-    a = np.asarray(v)
+    """A saved state array, copied into the parameter's dtype (as torch casts it) and
+    array library (NumPy or CuPy: load_state_dict copies across devices)."""
+    a = v if on_gpu(v) else np.asarray(v)
     if a.dtype.kind != "f":
         raise ValueError(f"{where} must be a float array, got dtype {a.dtype}")
     if a.shape != p.shape:
         raise ValueError(f"{where} has shape {a.shape} but the parameter has {p.shape}")
-    return np.array(a, dtype=p.dtype, order="C", copy=True)
+    return array_module(p.data).array(a, dtype=p.dtype, order="C", copy=True)
 
 
 # ------------------------------------------------------------------ flat state dicts
@@ -358,13 +363,14 @@ def _group_value(name, a):
 
 def state_dict_to_arrays(state_dict):
     """A state dict (optimizer's) as a flat dict of NumPy arrays, keys
-    'state.<i>.<name>' and 'param_groups.<g>.<key>': ``numpy.savez(f, **arrays)``.
+    'state.<i>.<name>' and 'param_groups.<g>.<key>': ``numpy.savez(f, **arrays)``
+    (GPU state arrays are copied to the host).
     Group values come back exactly (``state_dict_from_arrays``): numbers and bools as
     0-d arrays of their kind, None, tuples and lists as their Python literal."""
     out = {}
     for i, st in state_dict["state"].items():
         for key, v in st.items():
-            out[f"state.{i}.{key}"] = np.asarray(v)
+            out[f"state.{i}.{key}"] = v.get() if on_gpu(v) else np.asarray(v)  # (GPU state: copied to the host)
     for g, group in enumerate(state_dict["param_groups"]):
         for key, v in group.items():
             out[f"param_groups.{g}.{key}"] = (np.asarray(v, dtype=np.int64) if key == "params"

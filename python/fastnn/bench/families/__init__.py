@@ -17,6 +17,7 @@ FAMILIES = (
     "dropout",
     "optim",
     "training",       # a whole step of three models, at their own sizes
+    "allreduce",      # all-reduce and data-parallel steps on 2 ranks (an MPI job)
 )
 
 
