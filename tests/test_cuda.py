@@ -296,8 +296,10 @@ OPTIMIZERS = [(optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_deca
               (optim.SGD, dict(lr=0.05)),
               (optim.Adagrad, dict(lr=0.05, lr_decay=1e-3, weight_decay=1e-3)),
               (optim.RMSprop, dict(lr=1e-3, momentum=0.5, centered=True, weight_decay=1e-3)),
+              (optim.Adagrad, dict(lr=0.05, initial_accumulator_value=0.1)),
               (optim.Adam, dict(lr=1e-3, amsgrad=True, weight_decay=1e-3)),
-              (optim.AdamW, dict(lr=1e-3, maximize=True))]
+              (optim.AdamW, dict(lr=1e-3, maximize=True)),
+              (optim.Adadelta, dict(lr=0.5, weight_decay=1e-3))]
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -331,6 +333,24 @@ def test_optimizer_skips_a_non_finite_step_through_a_device_flag():
     assert opt.step() and (host(p.data) < 1).all()
 
 
+def test_a_non_finite_gradient_in_a_later_group_moves_no_group():
+    """Every group's update kernel reads the one device flag: nothing is written in any
+    group, and no step count moves."""
+    a, b = nn.Parameter(gpu(np.ones(64, np.float32))), nn.Parameter(gpu(np.ones(5, np.float64)))
+    opt = optim.Adam([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, skip_if_nonfinite=True)
+    a.grad, b.grad = gpu(np.ones(64, np.float32)), gpu(np.ones(5))
+    assert opt.step() and opt.state[a]["step"] == opt.state[b]["step"] == 1
+    before = [host(a.data), host(b.data), host(opt.state[a]["exp_avg"]), host(opt.state[b]["exp_avg_sq"])]
+    g = np.ones(5)
+    g[3] = np.nan
+    b.grad = gpu(g)
+    assert not opt.step()
+    after = [host(a.data), host(b.data), host(opt.state[a]["exp_avg"]), host(opt.state[b]["exp_avg_sq"])]
+    for x, y in zip(before, after):
+        assert_same_bits(x, y)
+    assert opt.state[a]["step"] == opt.state[b]["step"] == 1
+
+
 def test_optim_step_replays_in_a_cuda_graph_with_device_scalars():
     """The step's scalars may live on the device: a captured graph replays with the values
     written there since (here: Adam's bias corrections for steps 1, 2, 3)."""
@@ -342,18 +362,18 @@ def test_optim_step_replays_in_a_cuda_graph_with_device_scalars():
     def coefs(step):
         return [-(0.01 / (1 - 0.9 ** step))], [(1 - 0.999 ** step) ** 0.5]
 
-    want = [p0.copy(), np.zeros(1000, np.float32), np.zeros(1000, np.float32)]
+    want = nn.Parameter(p0.copy())  # three CPU Adam steps compute the same factors
+    cpu_adam = optim.Adam([want], lr=0.01)
     for step in (1, 2, 3):
-        neg, bc2 = coefs(step)
-        fastnn._cpu.optim_step("adam", [want[0]], [g], {"exp_avg": [want[1]], "exp_avg_sq": [want[2]]},
-                               {"neg_step_size": neg, "bias_correction2_sqrt": bc2}, [], hyper, False)
+        want.grad = g
+        cpu_adam.step()
     p, m, v, gg = gpu(p0), cp.zeros(1000, cp.float32), cp.zeros(1000, cp.float32), gpu(g)
     neg_dev, bc2_dev = cp.zeros(1, cp.float64), cp.zeros(1, cp.float64)
     stream = cp.cuda.Stream(non_blocking=True)
     with stream:
         stream.begin_capture()
-        fastnn._cuda.optim_step("adam", [p], [gg], {"exp_avg": [m], "exp_avg_sq": [v]},
-                                {"neg_step_size": neg_dev, "bias_correction2_sqrt": bc2_dev}, [], hyper, False)
+        fastnn._cuda.optim_step_arrays("adam", [p], [gg], {"exp_avg": [m], "exp_avg_sq": [v]},
+                                       {"neg_step_size": neg_dev, "bias_correction2_sqrt": bc2_dev}, [], hyper, False)
         graph = stream.end_capture()
         for step in (1, 2, 3):
             neg, bc2 = coefs(step)
@@ -361,7 +381,7 @@ def test_optim_step_replays_in_a_cuda_graph_with_device_scalars():
             bc2_dev[...] = bc2[0]
             graph.launch(stream)
     stream.synchronize()
-    assert_same_bits(p, want[0])
+    assert_same_bits(p, want.data)
 
 
 # ------------------------------------------------------------------ layers

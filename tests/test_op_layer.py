@@ -186,8 +186,9 @@ def test_the_cuda_module_refuses_host_arrays():
     x = np.ones((2, 3), np.float32)
     with pytest.raises(TypeError, match=r"x is a NumPy array \(host memory\); fastnn._cuda.relu takes GPU arrays"):
         fastnn._cuda.relu(x, None)
-    with pytest.raises(TypeError, match="params\\[0\\] is a NumPy array"):
-        fastnn._cuda.optim_step(**_sgd_call()[1])
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\]\.data is a NumPy array \(host "
+                                        r"memory\); fastnn._cuda.optim_step takes GPU arrays"):
+        fastnn._cuda.optim_step(**_step_call()[1])
 
 
 @pytest.mark.skipif(not CUDA_BUILT, reason="fastnn built without its CUDA module")
@@ -405,24 +406,32 @@ def test_foreign_tensors_name_the_argument(torch):
 # ------------------------------------------------------ the typed optimizer protocol
 
 
-def _sgd_call(**change):
-    p, g = np.ones(5), np.full(5, 2.0)
-    args = dict(rule="sgd", params=[p], grads=[g], state={}, scalars={}, has_state=[],
-                hyper=dict(lr=0.5, weight_decay=0.0, maximize=False, grad_scale=1.0, momentum=0.0,
-                           dampening=0.0, nesterov=False),
-                check_finite=False)
+SGD_HYPER = dict(lr=0.5, weight_decay=0.0, maximize=False, grad_scale=1.0, momentum=0.0, dampening=0.0,
+                 nesterov=False)
+ADAM_HYPER = dict(lr=0.1, weight_decay=0.0, maximize=False, grad_scale=1.0, beta1=0.9, beta2=0.999, eps=1e-8,
+                  amsgrad=False, decoupled=False)
+
+
+def _step_call(rule="sgd", hyper=SGD_HYPER, **change):
+    """A one-parameter step (data 1, gradient 2) and the native call's arguments, with
+    `change` applied (a key of the hyper-parameters, or of the call)."""
+    p = Parameter(np.ones(5))
+    p.grad = np.full(5, 2.0)
+    args = dict(rule=rule, groups=[[p]], hypers=[dict(hyper)], check_finite=[False], state={},
+                cache=fastnn._cpu.OptimCache())
     for key, value in change.items():
-        if key in args["hyper"] or key.startswith("hyper_"):
-            args["hyper"][key.removeprefix("hyper_")] = value
+        if key in hyper or key.startswith("hyper_"):
+            args["hypers"][0][key.removeprefix("hyper_")] = value
         else:
             args[key] = value
     return p, args
 
 
 def test_optim_protocol_runs_with_every_key():
-    p, args = _sgd_call()
+    p, args = _step_call()
     assert fastnn._cpu.optim_step(**args)
-    np.testing.assert_array_equal(p, np.zeros(5))  # 1 - 0.5 * 2
+    np.testing.assert_array_equal(p.data, np.zeros(5))  # 1 - 0.5 * 2
+    assert args["state"] == {}  # plain SGD keeps no state, as torch
 
 
 @pytest.mark.parametrize("change, exc, match", [
@@ -432,30 +441,33 @@ def test_optim_protocol_runs_with_every_key():
     (dict(nesterov=0), TypeError, "'nesterov' must be a bool"),
     (dict(lr=True), TypeError, "'lr' must be a number, not a bool"),
     (dict(lr="0.1"), TypeError, "'lr' must be a number or a bool, got str"),
-    (dict(lr=-1e-12), ValueError, r"lr must be >= 0, got -1e-12$"),
+    (dict(lr=-1e-12), ValueError, r"lr must be a finite number >= 0, got -1e-12$"),
+    (dict(lr=float("inf")), ValueError, r"lr must be a finite number >= 0, got inf$"),
+    (dict(weight_decay=float("nan")), ValueError, r"weight_decay must be a finite number >= 0, got nan$"),
     (dict(grad_scale=0.0), ValueError, r"grad_scale must be a finite number > 0, got 0.0"),
-    (dict(state={"momentum_buffer": [np.zeros(5)]}), ValueError, "state 'momentum_buffer' must not be given"),
-    (dict(state={"exp_avg": []}), ValueError, r"state 'exp_avg' is not one of rule 'sgd''s \(momentum_buffer\)"),
-    (dict(scalars={"neg_clr": [1.0]}), ValueError, "scalar 'neg_clr' is not one of rule 'sgd''s"),
-    (dict(rule="adamw"), ValueError, "rule must be 'sgd', 'adagrad', 'rmsprop' or 'adam'"),
-    (dict(hyper=[]), TypeError, "hyper must be a dict"),
+    (dict(rule="adamw"), ValueError, "rule must be 'sgd', 'adagrad', 'rmsprop', 'adam' or 'adadelta'"),
+    (dict(hypers=[[]]), TypeError, "hyper must be a dict"),
+    (dict(hypers=[]), ValueError, "hypers has 0 entries but groups has 1"),
+    (dict(check_finite=[0]), TypeError, "check_finite must be a bool"),
+    (dict(state=[]), TypeError, "state must be a dict"),
+    (dict(groups=[Parameter(np.ones(5))]), TypeError, r"param_groups\[0\]\['params'\] must be a list"),
+    (dict(groups=[[np.ones(5)]]), TypeError, r"param_groups\[0\]\['params'\]\[0\] must be a fastnn.nn.Parameter"),
 ])
 def test_optim_protocol_refuses_and_writes_nothing(change, exc, match):
-    p, args = _sgd_call(**change)
+    p, args = _step_call(**change)
     with pytest.raises(exc, match=match):
         fastnn._cpu.optim_step(**args)
-    assert (p == 1).all()
-    if CUDA_BUILT:  # the CUDA module runs the same protocol checks on device arrays
-        _, args = _sgd_call(**change)
-        for key in ("params", "grads"):
-            args[key] = [DeviceArray((5,), "<f8", data=BASE + 4096 * (key == "grads"))]
-        args["state"] = {k: [DeviceArray((5,), "<f8", data=BASE + 8192)] for k in args["state"]}
+    assert (p.data == 1).all()
+    if CUDA_BUILT:  # the CUDA module runs the same step, with the same checks, on device arrays
+        p, args = _step_call(**change)
+        p._data, p._grad = DeviceArray((5,), "<f8"), DeviceArray((5,), "<f8", data=BASE + 4096)
         with pytest.raises(exc, match=match):
             fastnn._cuda.optim_step(**args)
 
 
 @pytest.mark.skipif(not CUDA_BUILT, reason="fastnn built without its CUDA module")
-def test_cuda_optim_protocol_device_scalars_and_flags():
+def test_cuda_optim_step_arrays_device_scalars_and_flags():
+    """The per-group launch (for CUDA graphs): arrays and factors passed directly."""
     adam = dict(lr=0.1, weight_decay=0.0, maximize=False, grad_scale=1.0, beta1=0.9, beta2=0.999, eps=1e-8,
                 amsgrad=False, decoupled=False)
     params, grads = [DeviceArray((5,), data=BASE), DeviceArray((3,), data=BASE + 64)], \
@@ -463,8 +475,9 @@ def test_cuda_optim_protocol_device_scalars_and_flags():
     state = {"exp_avg": [DeviceArray((5,), data=BASE + 8192), DeviceArray((3,), data=BASE + 8256)],
              "exp_avg_sq": [DeviceArray((5,), data=BASE + 12288), DeviceArray((3,), data=BASE + 12352)]}
 
-    def call(scalars, **kw):
-        return fastnn._cuda.optim_step("adam", params, grads, state, scalars, [], adam, kw.pop("check", False), **kw)
+    def call(scalars, arrays=state, **kw):
+        return fastnn._cuda.optim_step_arrays("adam", params, grads, arrays, scalars, [], adam,
+                                              kw.pop("check", False), **kw)
     ok = {"neg_step_size": DeviceArray((2,), "<f8", data=BASE + 16384), "bias_correction2_sqrt": [1.0, 1.0]}
     with pytest.raises(RuntimeError, match=NO_DEVICE):
         call(ok)
@@ -481,28 +494,73 @@ def test_cuda_optim_protocol_device_scalars_and_flags():
         call(ok, finite=flag, check=True)
     with pytest.raises(TypeError, match="finite must be a 0-d uint8 GPU array"):
         call(ok, finite=DeviceArray((1,), "|u1", data=BASE + 20480))
+    with pytest.raises(ValueError, match=r"(?=.*exp_avg\[1\])(?=.*params\[1\]).* overlaps "):
+        call(ok, arrays=dict(state, exp_avg=[state["exp_avg"][0], params[1]]))
 
 
-def test_optim_protocol_missing_keys_and_slots():
-    p, args = _sgd_call()
-    del args["hyper"]["lr"]
+def test_optim_protocol_missing_keys():
+    p, args = _step_call()
+    del args["hypers"][0]["lr"]
     with pytest.raises(ValueError, match="missing hyper-parameter 'lr' for rule 'sgd'; it takes lr, weight_decay"):
         fastnn._cpu.optim_step(**args)
-    p, args = _sgd_call(momentum=0.9)  # the momentum buffer is now used, but not given
-    with pytest.raises(ValueError, match="state 'momentum_buffer' has 0 arrays but params has 1"):
+    assert (p.data == 1).all()
+
+
+@pytest.mark.parametrize("step, exc, match", [
+    (-1, ValueError, r"\['step'\] must be an integer in \[0, 2\*\*53\], got -1"),
+    (2**60, ValueError, r"\['step'\] must be an integer in \[0, 2\*\*53\]"),
+    (True, TypeError, r"\['step'\] must be an int, got bool"),
+    (2.0, TypeError, r"\['step'\] must be an int, got float"),
+])
+def test_optim_protocol_reads_the_step_count(step, exc, match):
+    p, args = _step_call("adam", ADAM_HYPER)
+    args["state"][p] = {"step": step}
+    with pytest.raises(exc, match=r"state\[param_groups\[0\]\['params'\]\[0\]\]" + match):
         fastnn._cpu.optim_step(**args)
-    adam = dict(lr=0.1, weight_decay=0.0, maximize=False, grad_scale=1.0, beta1=0.9, beta2=0.999, eps=1e-8,
-                amsgrad=False, decoupled=False)
-    m, v = np.zeros(5), np.zeros(5)
-    call = dict(rule="adam", params=[p], grads=[np.ones(5)], state={"exp_avg": [m], "exp_avg_sq": [v]},
-                scalars={"neg_step_size": [-1.0]}, has_state=[], hyper=adam, check_finite=False)
-    with pytest.raises(ValueError, match="scalar 'bias_correction2_sqrt' must have one value per parameter"):
-        fastnn._cpu.optim_step(**call)
-    call["state"]["exp_avg"] = [p]
-    call["scalars"]["bias_correction2_sqrt"] = [1.0]
-    with pytest.raises(ValueError, match=r"exp_avg\[0\] overlaps params\[0\]"):
-        fastnn._cpu.optim_step(**call)
-    assert (p == 1).all() and not m.any() and not v.any()
+    assert (p.data == 1).all() and args["state"][p] == {"step": step}
+    args["state"][p] = {"step": np.int64(3)}  # NumPy integers are counts too
+    assert fastnn._cpu.optim_step(**args)
+    assert args["state"][p]["step"] == 4 and type(args["state"][p]["step"]) is int
+
+
+def test_optim_protocol_state_is_read_and_recorded_by_name():
+    p, args = _step_call("adam", ADAM_HYPER)
+    m = np.zeros(5)
+    args["state"][p] = {"exp_avg": m, "unrelated": "kept"}  # exp_avg_sq is made fresh
+    assert fastnn._cpu.optim_step(**args)
+    st = args["state"][p]
+    assert st["exp_avg"] is m and np.allclose(m, 0.2) and st["unrelated"] == "kept"
+    assert st["step"] == 1 and np.allclose(st["exp_avg_sq"], 0.004)
+    st["exp_avg_sq"] = p.data  # a state array over its parameter
+    with pytest.raises(ValueError, match=r"state\[param_groups\[0\]\['params'\]\[0\]\]\['exp_avg_sq'\] "
+                                         r"overlaps param_groups\[0\]\['params'\]\[0\]\.data"):
+        fastnn._cpu.optim_step(**args)
+    st["exp_avg_sq"] = np.zeros(4)
+    with pytest.raises(ValueError, match=r"\['exp_avg_sq'\] must have shape \(5,\), got \(4,\)"):
+        fastnn._cpu.optim_step(**args)
+    st["exp_avg_sq"] = [0.0] * 5
+    with pytest.raises(TypeError, match=r"\['exp_avg_sq'\] must be a numpy.ndarray or a CuPy array, got list"):
+        fastnn._cpu.optim_step(**args)
+    assert st["step"] == 1 and np.allclose(m, 0.2)
+
+
+def test_optim_protocol_device_arrays_get_the_same_checks():
+    """A parameter on the device is checked like a host one by the module that takes it,
+    then the launch is refused (no GPU here)."""
+    p = Parameter(np.ones(6, np.float32))
+    p._data, p._grad = DeviceArray((2, 3)), DeviceArray((2, 3), data=BASE + 4096)
+    args = dict(rule="sgd", groups=[[p]], hypers=[dict(SGD_HYPER)], check_finite=[False], state={},
+                cache=fastnn._cpu.OptimCache())
+    native = fastnn._backend.select("optim_step", param=p._data)
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        native.optim_step(**args)
+    p._grad = DeviceArray((3, 2), data=BASE + 4096)
+    with pytest.raises(ValueError, match=r"\.grad must have shape \(2, 3\), got \(3, 2\)"):
+        native.optim_step(**args)
+    p._grad = np.ones((2, 3), np.float32)
+    with pytest.raises(TypeError, match=r"\.grad is a NumPy array .* but .*\.data is on the GPU"):
+        native.optim_step(**args)
+    assert args["state"] == {}
 
 
 def test_every_optimizer_speaks_the_protocol():
@@ -510,7 +568,8 @@ def test_every_optimizer_speaks_the_protocol():
     wrong one is an error now, so every option combination must get through)."""
     configs = [(optim.SGD, dict(momentum=0.9, nesterov=True)), (optim.SGD, dict(momentum=0.0)),
                (optim.Adagrad, dict(lr_decay=0.1)), (optim.RMSprop, dict(momentum=0.5, centered=True)),
-               (optim.RMSprop, dict()), (optim.Adam, dict(amsgrad=True)), (optim.AdamW, dict())]
+               (optim.RMSprop, dict()), (optim.Adam, dict(amsgrad=True)), (optim.AdamW, dict()),
+               (optim.Adadelta, dict(weight_decay=0.1))]
     for cls, kw in configs:
         p = Parameter(np.ones(7))
         opt = cls([p], lr=0.1, **kw)

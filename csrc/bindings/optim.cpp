@@ -1,130 +1,126 @@
-// The multi-tensor optimizer steps in the _cpu module (fastnn.optim calls them once per
-// parameter group): the typed protocol of ops/optim.h read from Python (named
-// hyper-parameters, state slots and per-parameter scalars), the checks, then one kernel
-// call with the GIL released.
-#include <pybind11/stl.h>
+// The optimizer step in the _cpu module: the step of bindings/optim_step.h over NumPy
+// arrays, with the kernel table's multi-tensor kernels run with the GIL released.
+#include "bindings/optim_step.h"
 
-#include "bindings/common.h"
-#include "cpu/dispatch.h"
-#include "ops/optim.h"
-
+#include <algorithm>
 #include <string>
 #include <vector>
+
+#include "cpu/dispatch.h"
 
 namespace fastnn {
 namespace bind {
 namespace {
 
-py::dict dict_arg(py::handle obj, const char* name) {
-  if (!py::isinstance<py::dict>(obj))
-    throw ops::TypeError(std::string(name) + " must be a dict, got " +
-                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-  return py::reinterpret_borrow<py::dict>(obj);
-}
+using optim::Call;
+using optim::Entry;
+using optim::OptimCache;
+using optim::typed;
 
-// The hyper-parameter dict as entries, each a flag (a bool) or a number. keys holds the
-// names the entries point to.
-std::vector<ops::HyperEntry> hyper_entries(const py::dict& hyper, std::vector<std::string>& keys) {
-  for (auto item : hyper) {
-    if (!py::isinstance<py::str>(item.first)) throw ops::TypeError("hyper-parameter names must be str");
-    keys.push_back(py::str(item.first));
+template <class T>
+bool run_call(const Call& c, const OptimHyper& h, bool check_finite) {
+  const std::vector<T*> p = typed<T>(c.param);
+  const std::vector<const T*> g = typed<const T>(c.grad);
+  std::vector<T*> s[kOptimSlots];
+  OptimArgs<T> a{int64_t(c.param.size()), c.sizes.data(), p.data(), g.data(), {}, {}, c.has_state.data(), h,
+                 check_finite, cpu::num_threads()};
+  for (int k = 0; k < kOptimSlots; ++k) {
+    s[k] = typed<T>(c.state[k]);
+    a.state[k] = s[k].empty() ? nullptr : s[k].data();
   }
-  std::vector<ops::HyperEntry> entries;
-  size_t i = 0;
-  for (auto item : hyper) {
-    ops::HyperEntry e{keys[i++].c_str(), false, 0.0, false};
-    const py::handle v = item.second;
-    if (is_bool(v)) {
-      e.is_flag = true;
-      e.flag = flag_arg(v, e.key);
-    } else if (PyFloat_Check(v.ptr()) || PyIndex_Check(v.ptr()) || (PyNumber_Check(v.ptr()) && !py::isinstance<py::array>(v))) {
-      e.number = PyFloat_AsDouble(v.ptr());
-      if (e.number == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-    } else {
-      throw ops::TypeError("hyper-parameter '" + std::string(e.key) + "' must be a number or a bool, got " +
-                           std::string(py::str(py::type::handle_of(v).attr("__name__"))));
-    }
-    entries.push_back(e);
-  }
-  return entries;
+  for (int k = 0; k < kOptimScalars; ++k) a.coef[k] = c.coef[k].empty() ? nullptr : c.coef[k].data();
+  return cpu::kernels().optim.get<T>().step(a);
 }
 
 template <class T>
-std::vector<T*> pointers(const std::vector<Array>& arrays) {
-  std::vector<T*> p;
-  for (const Array& a : arrays) p.push_back(a.ptr<T>());
-  return p;
+bool grads_finite(const Call& c) {
+  const std::vector<const T*> g = typed<const T>(c.grad);
+  return cpu::kernels().optim.get<T>().all_finite(g.data(), c.sizes.data(), int64_t(g.size()), cpu::num_threads());
 }
 
-bool optim_step(const std::string& rule_name, py::handle params_obj, py::handle grads_obj, py::handle state_arg,
-                py::handle scalars_arg, std::vector<bool> has_state_in, py::handle hyper_arg,
-                py::handle check_finite_obj) {
-  const int rule = ops::optim_rule(rule_name.c_str());
-  std::vector<std::string> keys;
-  const OptimHyper hyper = ops::optim_hyper(rule, hyper_entries(dict_arg(hyper_arg, "hyper"), keys));
-  const py::dict state_obj = dict_arg(state_arg, "state"), scalars_obj = dict_arg(scalars_arg, "scalars");
-  const bool check_finite = flag_arg(check_finite_obj, "check_finite");
-  const std::vector<Array> params = view_list(params_obj, "params"), grads = view_list(grads_obj, "grads");
-  std::vector<Array> state[kOptimSlots];
-  for (auto item : state_obj) {
-    const std::string name = py::str(item.first);
-    state[ops::optim_state_slot(rule, name.c_str())] = view_list(item.second, name);
-  }
-  std::vector<double> scalars[kOptimScalars];
-  for (auto item : scalars_obj) {
-    const std::string name = py::str(item.first);
-    scalars[ops::optim_scalar_slot(rule, name.c_str())] = py::cast<std::vector<double>>(item.second);
-  }
-  ops::check_optim_step(hyper, params, grads, state, scalars);
-  const size_t n = params.size();
-  if (n > 0) require_host("optim_step", {&params[0]});
-  if (n == 0) return true;
+struct CpuBackend {
+  static constexpr bool kHost = true;
 
-  std::vector<unsigned char> has_state(n, 0);  // SGD: the momentum buffer holds a value
-  for (size_t i = 0; i < n && i < has_state_in.size(); ++i) has_state[i] = optim_slot_used(hyper, 0) && has_state_in[i];
-  std::vector<int64_t> sizes;
-  for (const Array& p : params) sizes.push_back(p.size());
-  for (auto& list : scalars) list.resize(n, 0.0);
-  return ops::dispatch_float(params[0].dtype, [&](auto t) {
-    using T = decltype(t);
-    std::vector<T*> p = pointers<T>(params), s[kOptimSlots];
-    std::vector<const T*> g = pointers<const T>(grads);
-    for (int k = 0; k < kOptimSlots; ++k) s[k] = pointers<T>(state[k]);
-    OptimArgs<T> a{int64_t(n), sizes.data(), p.data(), g.data(), {}, {}, has_state.data(), hyper,
-                   check_finite, cpu::num_threads()};
-    for (int k = 0; k < kOptimSlots; ++k) a.state[k] = state[k].empty() ? nullptr : s[k].data();
-    for (int k = 0; k < kOptimScalars; ++k) a.coef[k] = scalars[k].data();
-    return without_gil([&] { return cpu::kernels().optim.get<T>().step(a); });
-  });
-}
+  // Device arrays reach this module only when the CUDA module cannot take them.
+  void accept(const std::vector<const Array*>& arrays) {
+    for (const Array* a : arrays) require_host("optim_step", {a});
+  }
 
-bool optim_all_finite(py::handle arrays_obj) {
-  const std::vector<Array> arrays = view_list(arrays_obj, "arrays");
-  ops::check_array_list(arrays);
-  if (arrays.empty()) return true;
-  require_host("optim_all_finite", {&arrays[0]});
-  std::vector<int64_t> sizes;
-  for (const Array& a : arrays) sizes.push_back(a.size());
-  return ops::dispatch_float(arrays[0].dtype, [&](auto t) {
-    using T = decltype(t);
-    const std::vector<const T*> p = pointers<const T>(arrays);
+  py::object fresh(const Entry& e, double value, void*& data) {
+    const py::array like = py::reinterpret_borrow<py::array>(e.data);
+    py::array a(like.dtype(), std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+    if (e.dtype == ops::DType::float32) std::fill_n(static_cast<float*>(a.mutable_data()), e.size, float(value));
+    else std::fill_n(static_cast<double*>(a.mutable_data()), e.size, value);
+    data = a.mutable_data();
+    return std::move(a);
+  }
+
+  // One call scans its gradients inside the kernel, on the threads that then update
+  // them; several are all scanned first. The GIL is released throughout.
+  bool run(const std::vector<Call>& calls, const std::vector<OptimHyper>& hypers,
+           const std::vector<unsigned char>& check_finite) {
+    auto each = [](const Call& c, auto&& f) { return c.dtype == ops::DType::float32 ? f(float()) : f(double()); };
     return without_gil([&] {
-      return cpu::kernels().optim.get<T>().all_finite(p.data(), sizes.data(), int64_t(p.size()), cpu::num_threads());
+      if (calls.size() == 1) {
+        const Call& c = calls[0];
+        return each(c, [&](auto t) { return run_call<decltype(t)>(c, hypers[c.group], check_finite[c.group]); });
+      }
+      for (const Call& c : calls)
+        if (check_finite[c.group] && !each(c, [&](auto t) { return grads_finite<decltype(t)>(c); })) return false;
+      for (const Call& c : calls) each(c, [&](auto t) { return run_call<decltype(t)>(c, hypers[c.group], false); });
+      return true;
     });
-  });
+  }
+};
+
+bool optim_step(const std::string& rule, py::handle groups, py::handle hypers, py::handle check_finite,
+                py::handle state, OptimCache& cache) {
+  CpuBackend backend;
+  return optim::step(backend, rule, groups, hypers, check_finite, state, &cache);
+}
+
+// The names a rule keeps in a parameter's state dict: its slots, and 'step' if it counts steps.
+py::list optim_state_names(const std::string& rule_name) {
+  OptimHyper h{};
+  h.rule = ops::optim_rule(rule_name.c_str());
+  py::list names;
+  for (int k = 0; k < kOptimSlots; ++k) {
+    const char* name = kOptimSlotNames[h.rule][k];
+    if (name && !names.contains(name)) names.append(name);
+  }
+  if (optim_counts_steps(h)) names.append("step");
+  return names;
+}
+
+// The positions (i, j), i < j, of two arrays of the list whose memory overlaps, or None.
+py::object optim_find_overlap(py::handle arrays_obj) {
+  const std::vector<Array> arrays = view_list(arrays_obj, "arrays");
+  std::vector<ops::Span> spans;
+  for (const Array& a : arrays) spans.push_back({a.lo(), a.hi()});
+  const auto [i, j] = ops::find_overlap(spans);
+  if (i < 0) return py::none();
+  return py::make_tuple(i, j);
 }
 
 }  // namespace
 
 void bind_optim(py::module_& m) {
-  m.def("optim_step", &optim_step, py::arg("rule"), py::arg("params"), py::arg("grads"), py::arg("state"),
-        py::arg("scalars"), py::arg("has_state"), py::arg("hyper"), py::arg("check_finite"),
-        "One optimizer step over a group of parameters, in place (see fastnn.optim). state: "
-        "{slot name: [array per parameter]} for the slots the rule uses (torch's names); scalars: "
-        "{name: [float per parameter]}; hyper: {name: number or bool}, every key the rule takes. "
-        "With check_finite, returns False and writes nothing if a gradient holds inf or NaN.");
-  m.def("optim_all_finite", &optim_all_finite, py::arg("arrays"),
-        "True when no element of the arrays (one dtype) is inf or NaN.");
+  py::class_<OptimCache>(m, "OptimCache",
+                         "What an optimizer's steps keep between calls to optim_step (opaque; a copy starts empty).")
+      .def(py::init<>())
+      .def(py::pickle([](const OptimCache&) { return py::tuple(); }, [](const py::tuple&) { return OptimCache(); }));
+  m.def("optim_step", &optim_step, py::arg("rule"), py::arg("groups"), py::arg("hypers"), py::arg("check_finite"),
+        py::arg("state"), py::arg("cache"),
+        "One optimizer step over every group, in place (see fastnn.optim). groups: a list per group of "
+        "fastnn.nn.Parameter (those with a gradient and requires_grad are updated); hypers: a dict per group, "
+        "{name: number or bool}, every key the rule takes; check_finite: a bool per group; state: the "
+        "optimizer's {Parameter: {name: array or step}}, read and updated (torch's state names); cache: an "
+        "OptimCache. Everything is checked before anything is written. Returns False, having written nothing, "
+        "when a group with check_finite has a gradient holding inf or NaN.");
+  m.def("optim_state_names", &optim_state_names, py::arg("rule"),
+        "The names a rule keeps in a parameter's state dict (its state arrays, then 'step' if it counts steps).");
+  m.def("optim_find_overlap", &optim_find_overlap, py::arg("arrays"),
+        "(i, j) with i < j for two arrays of the list that overlap in memory, or None.");
 }
 
 }  // namespace bind

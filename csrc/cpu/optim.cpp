@@ -68,19 +68,35 @@ struct Chunks {
   }
   int64_t tasks() { return first[count]; }
   int threads(int wanted) { return elements < kOptimParallelMin ? 1 : wanted; }
-  // Task t: elements [o, o + n) of tensor i.
-  struct Piece {
-    int64_t i, o, n;
-  };
-  Piece piece(int64_t t, const int64_t* sizes) {
-    int64_t lo = 0, hi = count - 1;  // the last i with first[i] <= t (empty tensors skipped)
+  // The tensor holding task t: the last i with first[i] <= t (empty tensors hold none).
+  int64_t tensor_of(int64_t t) {
+    int64_t lo = 0, hi = count - 1;
     while (lo < hi) {
       const int64_t mid = (lo + hi + 1) / 2;
       if (first[mid] <= t) lo = mid;
       else hi = mid - 1;
     }
-    const int64_t c = t - first[lo];
-    return {lo, c * kOptimChunk, chunk_length(c, sizes[lo], kOptimChunk)};
+    return lo;
+  }
+  // body(i, o, n) for the chunks of tasks [lo, hi) in order: elements [o, o + n) of tensor i.
+  template <class F>
+  void each_chunk(int64_t lo, int64_t hi, const int64_t* sizes, const F& body) {
+    if (lo >= hi) return;
+    for (int64_t t = lo, i = tensor_of(t); t < hi; ++t) {
+      while (first[i + 1] <= t) ++i;
+      const int64_t c = t - first[i];
+      body(i, c * kOptimChunk, chunk_length(c, sizes[i], kOptimChunk));
+    }
+  }
+  // The same, last first.
+  template <class F>
+  void each_chunk_backwards(int64_t lo, int64_t hi, const int64_t* sizes, const F& body) {
+    if (lo >= hi) return;
+    for (int64_t t = hi - 1, i = tensor_of(t); t >= lo; --t) {
+      while (first[i] > t) --i;
+      const int64_t c = t - first[i];
+      body(i, c * kOptimChunk, chunk_length(c, sizes[i], kOptimChunk));
+    }
   }
 };
 
@@ -165,6 +181,16 @@ void step_chunk(const OptimArgs<T>& a, const OptimScalars<T>& s, int64_t i, int6
       });
       break;
     }
+    case kOptimAdadelta:
+      sweep<T>(n, [&](auto zero, int64_t k) {
+        typedef Lanes<decltype(zero), T> L;
+        auto pk = L::load(p + k), sq = L::load(s0 + k), acc = L::load(s1 + k);
+        adadelta_update(pk, L::load(g + k), sq, acc, s);
+        L::store(p + k, pk);
+        L::store(s0 + k, sq);
+        L::store(s1 + k, acc);
+      });
+      break;
   }
 }
 
@@ -198,18 +224,15 @@ bool optim_step(const OptimArgs<T>& a) {
   if (a.check_finite) {
     int bad = 0;
     parallel_ranges(tasks, threads, [&](int64_t lo, int64_t hi, int) {
-      for (int64_t t = lo; t < hi && !__atomic_load_n(&bad, __ATOMIC_RELAXED); ++t) {
-        const Chunks::Piece p = chunks.piece(t, a.sizes);
-        if (!chunk_finite(a.grad[p.i] + p.o, p.n)) __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
-      }
+      chunks.each_chunk(lo, hi, a.sizes, [&](int64_t i, int64_t o, int64_t n) {
+        if (!__atomic_load_n(&bad, __ATOMIC_RELAXED) && !chunk_finite(a.grad[i] + o, n))
+          __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
+      });
     });
     if (bad) return false;
   }
   parallel_ranges(tasks, threads, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t t = hi - 1; t >= lo; --t) {
-      const Chunks::Piece p = chunks.piece(t, a.sizes);
-      step_chunk(a, s, p.i, p.o, p.n);
-    }
+    chunks.each_chunk_backwards(lo, hi, a.sizes, [&](int64_t i, int64_t o, int64_t n) { step_chunk(a, s, i, o, n); });
   });
   return true;
 }
@@ -218,10 +241,11 @@ template <class T>
 bool optim_all_finite(const T* const* arrays, const int64_t* sizes, int64_t count, int threads) {
   Chunks chunks(sizes, count);
   int bad = 0;
-  parallel_for(chunks.tasks(), chunks.threads(threads), [&](int64_t t) {
-    if (__atomic_load_n(&bad, __ATOMIC_RELAXED)) return;  // the answer is known
-    const Chunks::Piece p = chunks.piece(t, sizes);
-    if (!chunk_finite(arrays[p.i] + p.o, p.n)) __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
+  parallel_ranges(chunks.tasks(), chunks.threads(threads), [&](int64_t lo, int64_t hi, int) {
+    chunks.each_chunk(lo, hi, sizes, [&](int64_t i, int64_t o, int64_t n) {
+      if (!__atomic_load_n(&bad, __ATOMIC_RELAXED) && !chunk_finite(arrays[i] + o, n))
+        __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);  // (once known, the rest is skipped)
+    });
   });
   return !bad;
 }

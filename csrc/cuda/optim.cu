@@ -91,6 +91,15 @@ __global__ void __launch_bounds__(kThreads) step_kernel(Table<T> tab, OptimScala
       }
       break;
     }
+    case kOptimAdadelta:
+      for (int64_t k = lo + threadIdx.x; k < hi; k += kThreads) {
+        T pk = p[k], sq = s0[k], acc = s1[k];
+        adadelta_update(pk, g[k], sq, acc, s);
+        p[k] = pk;
+        s0[k] = sq;
+        s1[k] = acc;
+      }
+      break;
   }
 }
 

@@ -13,7 +13,7 @@ namespace ops {
 
 namespace {
 
-const char* const kRuleNames[] = {"sgd", "adagrad", "rmsprop", "adam"};
+const char* const kRuleNames[kOptimRules] = {"sgd", "adagrad", "rmsprop", "adam", "adadelta"};
 
 // Every hyper-parameter key, its field of OptimHyper (a number or a flag) and the rules
 // that take it (bit r for rule r).
@@ -24,7 +24,8 @@ struct HyperKey {
   unsigned rules;
 };
 constexpr unsigned kSgd = 1u << kOptimSgd, kAdagrad = 1u << kOptimAdagrad, kRmsprop = 1u << kOptimRmsprop,
-                   kAdam = 1u << kOptimAdam, kEvery = kSgd | kAdagrad | kRmsprop | kAdam;
+                   kAdam = 1u << kOptimAdam, kAdadelta = 1u << kOptimAdadelta,
+                   kEvery = kSgd | kAdagrad | kRmsprop | kAdam | kAdadelta;
 const HyperKey kHyperKeys[] = {
     {"lr", &OptimHyper::lr, nullptr, kEvery},
     {"weight_decay", &OptimHyper::weight_decay, nullptr, kEvery},
@@ -33,8 +34,11 @@ const HyperKey kHyperKeys[] = {
     {"momentum", &OptimHyper::momentum, nullptr, kSgd | kRmsprop},
     {"dampening", &OptimHyper::dampening, nullptr, kSgd},
     {"nesterov", nullptr, &OptimHyper::nesterov, kSgd},
-    {"eps", &OptimHyper::eps, nullptr, kAdagrad | kRmsprop | kAdam},
+    {"eps", &OptimHyper::eps, nullptr, kAdagrad | kRmsprop | kAdam | kAdadelta},
+    {"lr_decay", &OptimHyper::lr_decay, nullptr, kAdagrad},
+    {"initial_accumulator_value", &OptimHyper::initial_accumulator, nullptr, kAdagrad},
     {"alpha", &OptimHyper::beta2, nullptr, kRmsprop},
+    {"rho", &OptimHyper::beta2, nullptr, kAdadelta},
     {"centered", nullptr, &OptimHyper::centered, kRmsprop},
     {"beta1", &OptimHyper::beta1, nullptr, kAdam},
     {"beta2", &OptimHyper::beta2, nullptr, kAdam},
@@ -49,21 +53,10 @@ std::string keys_of(int rule) {
   return s;
 }
 
-// The slot named `name` among names[0..n) (ValueError listing them otherwise).
-int slot_of(const char* const* names, int n, const char* name, int rule, const char* what) {
-  std::string known;
-  for (int k = 0; k < n; ++k) {
-    if (!names[k]) continue;
-    if (std::string(name) == names[k]) return k;
-    known += (known.empty() ? "" : ", ") + std::string(names[k]);
-  }
-  throw ValueError(std::string(what) + " '" + name + "' is not one of rule '" + kRuleNames[rule] +
-                   "''s (" + (known.empty() ? "it has none" : known) + ")");
-}
+}  // namespace
 
-// No written array may overlap any other array (gradients may overlap each other): one
-// sweep over the arrays sorted by address.
-void require_disjoint(const std::vector<std::pair<const Array*, bool>>& arrays) {
+// One sweep over the arrays sorted by address.
+void require_optim_disjoint(const std::vector<std::pair<const Array*, bool>>& arrays) {
   std::vector<std::pair<const Array*, bool>> v;
   for (const auto& a : arrays)
     if (a.first->nbytes() > 0) v.push_back(a);
@@ -82,12 +75,10 @@ void require_disjoint(const std::vector<std::pair<const Array*, bool>>& arrays) 
   }
 }
 
-}  // namespace
-
 int optim_rule(const char* name) {
-  for (int r = 0; r < 4; ++r)
+  for (int r = 0; r < kOptimRules; ++r)
     if (std::string(name) == kRuleNames[r]) return r;
-  throw ValueError("rule must be 'sgd', 'adagrad', 'rmsprop' or 'adam', got '" + std::string(name) + "'");
+  throw ValueError("rule must be 'sgd', 'adagrad', 'rmsprop', 'adam' or 'adadelta', got '" + std::string(name) + "'");
 }
 
 OptimHyper optim_hyper(int rule, const std::vector<HyperEntry>& entries) {
@@ -116,11 +107,46 @@ OptimHyper optim_hyper(int rule, const std::vector<HyperEntry>& entries) {
     if ((kHyperKeys[k].rules & (1u << rule)) && !(seen & (1u << k)))
       throw ValueError("missing hyper-parameter '" + std::string(kHyperKeys[k].name) + "' for rule '" +
                        kRuleNames[rule] + "'; it takes " + keys_of(rule));
-  if (!(h.lr >= 0)) throw ValueError("lr must be >= 0, got " + repr(h.lr));
-  if (!(h.eps >= 0)) throw ValueError("eps must be >= 0, got " + repr(h.eps));
+  const std::pair<double, const char*> at_least_zero[] = {{h.lr, "lr"}, {h.eps, "eps"}, {h.weight_decay, "weight_decay"}};
+  for (const auto& [v, name] : at_least_zero)
+    if (!(v >= 0) || std::isinf(v)) throw ValueError(std::string(name) + " must be a finite number >= 0, got " + repr(v));
   require_positive(h.grad_scale, "grad_scale");
   return h;
 }
+
+void check_optim_param(const OptimHyper& h, const Array& param, const Array& grad,
+                       const Array* const (&state)[kOptimSlots]) {
+  std::vector<const Array*> all = {&param, &grad};
+  for (const Array* a : state)
+    if (a) all.push_back(a);
+  require_one_device(all);
+  require_float(param);
+  require_layout(param);
+  require_writeable(param);
+  require_like(grad, param, param.shape);
+  for (int k = 0; k < kOptimSlots; ++k) {
+    if (!state[k]) continue;
+    if (!optim_slot_used(h, k)) throw std::logic_error("check_optim_param: a state array the rule does not use");
+    require_like(*state[k], param, param.shape);
+    require_writeable(*state[k]);
+  }
+}
+
+namespace {
+
+// The slot named `name` among names[0..n) (ValueError listing them otherwise).
+int slot_of(const char* const* names, int n, const char* name, int rule, const char* what) {
+  std::string known;
+  for (int k = 0; k < n; ++k) {
+    if (!names[k]) continue;
+    if (std::string(name) == names[k]) return k;
+    known += (known.empty() ? "" : ", ") + std::string(names[k]);
+  }
+  throw ValueError(std::string(what) + " '" + name + "' is not one of rule '" + kRuleNames[rule] + "''s (" +
+                   (known.empty() ? "it has none" : known) + ")");
+}
+
+}  // namespace
 
 int optim_state_slot(int rule, const char* name) {
   return slot_of(kOptimSlotNames[rule], kOptimSlots, name, rule, "state");
@@ -131,16 +157,13 @@ int optim_scalar_slot(int rule, const char* name) {
 }
 
 void check_array_list(const std::vector<Array>& arrays) {
-  require_one_device([&] {
-    std::vector<const Array*> all;
-    for (const Array& a : arrays) all.push_back(&a);
-    return all;
-  }());
-  for (size_t i = 0; i < arrays.size(); ++i) {
-    const Array& a = arrays[i];
+  std::vector<const Array*> all;
+  for (const Array& a : arrays) all.push_back(&a);
+  require_one_device(all);
+  for (const Array& a : arrays) {
     require_float(a);
     require_layout(a);
-    if (i > 0 && a.dtype != arrays[0].dtype)
+    if (a.dtype != arrays[0].dtype)
       throw TypeError(a.name + " has dtype " + a.dtype_name + " but " + arrays[0].name + " has " +
                       arrays[0].dtype_name + "; one call takes one dtype");
   }
@@ -150,31 +173,16 @@ void check_optim_step(const OptimHyper& h, const std::vector<Array>& params, con
                       const std::vector<Array> (&state)[kOptimSlots],
                       const std::vector<double> (&scalars)[kOptimScalars]) {
   const size_t n = params.size();
-  std::vector<const Array*> all;
-  for (const Array& a : params) all.push_back(&a);
-  for (const Array& a : grads) all.push_back(&a);
-  for (const auto& list : state)
-    for (const Array& a : list) all.push_back(&a);
-  require_one_device(all);
-
-  check_array_list(params);
-  for (const Array& p : params) require_writeable(p);
-  auto like_params = [&](const std::vector<Array>& list, const std::string& name, bool written) {
-    if (list.size() != n)
-      throw ValueError(name + " has " + std::to_string(list.size()) + " arrays but params has " +
-                       std::to_string(n));
-    for (size_t i = 0; i < n; ++i) {
-      require_like(list[i], params[i], params[i].shape);
-      if (written) require_writeable(list[i]);
-    }
+  auto count = [&](size_t size, const std::string& name) {
+    if (size != n)
+      throw ValueError(name + " has " + std::to_string(size) + " arrays but params has " + std::to_string(n));
   };
-  like_params(grads, "grads", false);
-  for (int k = 0; k < kOptimSlots; ++k) {
-    const char* name = kOptimSlotNames[h.rule][k];
-    if (optim_slot_used(h, k)) like_params(state[k], std::string("state '") + name + "'", true);
+  count(grads.size(), "grads");
+  for (int k = 0; k < kOptimSlots; ++k) {  // (a slot used or given has a name)
+    if (optim_slot_used(h, k)) count(state[k].size(), std::string("state '") + kOptimSlotNames[h.rule][k] + "'");
     else if (!state[k].empty())
-      throw ValueError(std::string("state '") + name + "' must not be given: rule '" + kRuleNames[h.rule] +
-                       "' does not use it with these hyper-parameters");
+      throw ValueError(std::string("state '") + kOptimSlotNames[h.rule][k] + "' must not be given: rule '" +
+                       kRuleNames[h.rule] + "' does not use it with these hyper-parameters");
   }
   for (int k = 0; k < kOptimScalars; ++k) {
     const char* name = kOptimScalarNames[h.rule][k];
@@ -182,13 +190,51 @@ void check_optim_step(const OptimHyper& h, const std::vector<Array>& params, con
       throw ValueError(std::string("scalar '") + name + "' must have one value per parameter (" +
                        std::to_string(n) + "), got " + std::to_string(scalars[k].size()));
   }
-
   std::vector<std::pair<const Array*, bool>> marked;
-  for (const Array& a : params) marked.push_back({&a, true});
-  for (const Array& a : grads) marked.push_back({&a, false});
-  for (const auto& list : state)
-    for (const Array& a : list) marked.push_back({&a, true});
-  require_disjoint(marked);
+  std::vector<const Array*> all;
+  for (size_t i = 0; i < n; ++i) {
+    const Array* slots[kOptimSlots] = {};
+    for (int k = 0; k < kOptimSlots; ++k)
+      if (!state[k].empty()) slots[k] = &state[k][i];
+    check_optim_param(h, params[i], grads[i], slots);
+    marked.push_back({&params[i], true});
+    marked.push_back({&grads[i], false});
+    for (const Array* a : slots)
+      if (a) marked.push_back({a, true});
+  }
+  for (const auto& m : marked) all.push_back(m.first);
+  require_one_device(all);
+  require_optim_disjoint(marked);
+}
+
+bool sort_disjoint(std::vector<Span>& spans) {
+  spans.erase(std::remove_if(spans.begin(), spans.end(), [](const Span& s) { return s.first == s.second; }),
+              spans.end());
+  std::sort(spans.begin(), spans.end());
+  for (size_t k = 1; k < spans.size(); ++k)
+    if (spans[k].first < spans[k - 1].second) return false;  // disjoint so far: hi grows with lo
+  return true;
+}
+
+bool hits(const std::vector<Span>& sorted, Span s) {
+  if (s.first == s.second) return false;
+  // The first span ending after s starts (ends grow with starts in a disjoint sorted list).
+  const auto it = std::upper_bound(sorted.begin(), sorted.end(), s.first,
+                                   [](uintptr_t lo, const Span& x) { return lo < x.second; });
+  return it != sorted.end() && it->first < s.second;
+}
+
+std::pair<int64_t, int64_t> find_overlap(const std::vector<Span>& spans) {
+  std::vector<int64_t> order;
+  for (size_t k = 0; k < spans.size(); ++k)
+    if (spans[k].first != spans[k].second) order.push_back(int64_t(k));
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return spans[a] < spans[b]; });
+  int64_t reach = -1;  // the span reaching furthest so far
+  for (int64_t k : order) {
+    if (reach >= 0 && spans[k].first < spans[reach].second) return {std::min(k, reach), std::max(k, reach)};
+    if (reach < 0 || spans[k].second > spans[reach].second) reach = k;
+  }
+  return {-1, -1};
 }
 
 }  // namespace ops

@@ -1,14 +1,18 @@
-// The multi-tensor optimizer step in the _cuda module: the typed protocol of ops/optim.h
-// (named hyper-parameters, state slots and per-parameter scalars), the same checks as on
-// the CPU, then the launches on the call's stream. The non-finite check is a device byte
-// the call returns: nothing waits for the GPU unless the caller reads it.
+// The optimizer steps in the _cuda module. optim_step is the CPU module's step
+// (bindings/optim_step.h: every group checked, then the launches on the call's stream,
+// then the step counts recorded); with skip_if_nonfinite a device byte is cleared by a
+// scan of the checked groups' gradients, every update kernel reads it first, and the
+// call waits for it once before recording the step. optim_step_arrays is one group's
+// launch with its arrays and per-parameter factors passed directly (the typed protocol
+// of ops/optim.h), the factors possibly in device memory so that a captured CUDA graph
+// replays with new ones; its non-finite check is a device byte it returns: nothing waits
+// for the GPU unless the caller reads it.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include "bindings/cuda/launch.h"
+#include "bindings/optim_step.h"
 #include "cuda/kernels.h"
-#include "ops/check.h"
-#include "ops/optim.h"
 
 #include <string>
 #include <vector>
@@ -22,33 +26,6 @@ std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).
 py::dict dict_arg(py::handle obj, const char* name) {
   if (!py::isinstance<py::dict>(obj)) throw ops::TypeError(std::string(name) + " must be a dict, got " + type_name(obj));
   return py::reinterpret_borrow<py::dict>(obj);
-}
-
-// The hyper-parameter dict as entries, each a flag (a bool) or a number (keys holds the names).
-std::vector<ops::HyperEntry> hyper_entries(const py::dict& hyper, std::vector<std::string>& keys) {
-  for (auto item : hyper) {
-    if (!py::isinstance<py::str>(item.first)) throw ops::TypeError("hyper-parameter names must be str");
-    keys.push_back(py::str(item.first));
-  }
-  std::vector<ops::HyperEntry> entries;
-  size_t i = 0;
-  for (auto item : hyper) {
-    ops::HyperEntry e{keys[i++].c_str(), false, 0.0, false};
-    const py::handle v = item.second;
-    if (is_bool(v)) {
-      e.is_flag = true;
-      e.flag = flag_arg(v, e.key);
-    } else if (PyFloat_Check(v.ptr()) || PyIndex_Check(v.ptr()) ||
-               (PyNumber_Check(v.ptr()) && !py::isinstance<py::array>(v))) {  // as the CPU module
-      e.number = PyFloat_AsDouble(v.ptr());
-      if (e.number == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-    } else {
-      throw ops::TypeError("hyper-parameter '" + std::string(e.key) + "' must be a number or a bool, got " +
-                           type_name(v));
-    }
-    entries.push_back(e);
-  }
-  return entries;
 }
 
 template <class T>
@@ -80,19 +57,19 @@ py::object new_flag(Array& flag, cudaStream_t stream) {
   flag = ops::absent("finite");
   ops::expect_output(flag, ops::DType::uint8, {});
   py::object obj = gpu::result(py::none(), flag);
-  cuda::check(cudaMemsetAsync(flag.data, 1, 1, stream), "optim_step");
+  cuda::check(cudaMemsetAsync(flag.data, 1, 1, stream), "optim_step: the non-finite flag");
   return obj;
 }
 
 // Returns None without check_finite and finite; else the device flag (a 0-d uint8 CuPy
 // array): 1 if the step was applied, 0 if a gradient held inf or NaN (nothing written).
 // finite: a flag from optim_all_finite, read by the update (all-or-nothing over calls).
-py::object optim_step(const std::string& rule_name, py::handle params_obj, py::handle grads_obj,
+py::object optim_step_arrays(const std::string& rule_name, py::handle params_obj, py::handle grads_obj,
                       py::handle state_arg, py::handle scalars_arg, std::vector<bool> has_state_in,
                       py::handle hyper_arg, py::handle check_finite_obj, py::handle finite_obj) {
   const int rule = ops::optim_rule(rule_name.c_str());
   std::vector<std::string> keys;
-  const OptimHyper hyper = ops::optim_hyper(rule, hyper_entries(dict_arg(hyper_arg, "hyper"), keys));
+  const OptimHyper hyper = ops::optim_hyper(rule, optim::hyper_entries(dict_arg(hyper_arg, "hyper"), keys));
   const py::dict state_obj = dict_arg(state_arg, "state"), scalars_obj = dict_arg(scalars_arg, "scalars");
   const bool check_finite = flag_arg(check_finite_obj, "check_finite");
   const std::vector<Array> params = view_list(params_obj, "params"), grads = view_list(grads_obj, "grads");
@@ -127,7 +104,7 @@ py::object optim_step(const std::string& rule_name, py::handle params_obj, py::h
   for (const Array* a : {&device_scalars[0], &device_scalars[1], &finite}) all.push_back(a);
   ops::require_one_device(all);
   if (n == 0) return py::none();
-  const cudaStream_t stream = gpu::launch_for("optim_step", addresses(params));
+  const cudaStream_t stream = gpu::launch_for("optim_step_arrays", addresses(params));
 
   std::vector<unsigned char> has_state(n, 0);  // SGD: the momentum buffer holds a value
   for (size_t i = 0; i < n && i < has_state_in.size(); ++i) has_state[i] = optim_slot_used(hyper, 0) && has_state_in[i];
@@ -174,15 +151,99 @@ py::object optim_all_finite(py::handle arrays_obj) {
   return flag_obj;
 }
 
+
+// ------------------------------------------------------------------ the whole step
+
+template <class T>
+void launch_call(const optim::Call& c, const OptimHyper& h, unsigned char* finite, cudaStream_t stream) {
+  const std::vector<T*> p = optim::typed<T>(c.param);
+  const std::vector<const T*> g = optim::typed<const T>(c.grad);
+  std::vector<T*> s[kOptimSlots];
+  cuda::OptimLaunch<T> a{};
+  a.args = OptimArgs<T>{int64_t(c.param.size()), c.sizes.data(), p.data(), g.data(), {}, {}, nullptr, h, false, 0};
+  for (int k = 0; k < kOptimSlots; ++k) {
+    s[k] = optim::typed<T>(c.state[k]);
+    a.args.state[k] = s[k].empty() ? nullptr : s[k].data();
+  }
+  for (int k = 0; k < kOptimScalars; ++k) a.coef_host[k] = c.coef[k].empty() ? nullptr : c.coef[k].data();
+  a.has_state = c.has_state.data();
+  a.finite = finite;
+  cuda::optim_step<T>(a, stream);
+}
+
+struct CudaBackend {
+  static constexpr bool kHost = false;
+  cudaStream_t stream = nullptr;
+  bool filled_by_cupy = false;  // a fresh array was filled on CuPy's current stream
+
+  void accept(const std::vector<const Array*>& arrays) { stream = gpu::launch_for("optim_step", arrays); }
+
+  // A new state array (CuPy's pool, the current device: launch_for checked the arrays
+  // live there), zeroed on the call's stream, or filled by CuPy for another value.
+  py::object fresh(const optim::Entry& e, double value, void*& data) {
+    Array out = ops::absent("state");
+    ops::expect_output(out, e.dtype, py::cast<ops::Shape>(e.data.attr("shape")));
+    py::object obj = gpu::result(py::none(), out);
+    data = out.data;
+    if (value == 0.0) {
+      cuda::check(cudaMemsetAsync(out.data, 0, size_t(out.nbytes()), stream), "optim_step: a new state array");
+    } else {
+      obj.attr("fill")(value);
+      filled_by_cupy = true;
+    }
+    return obj;
+  }
+
+  bool run(const std::vector<optim::Call>& calls, const std::vector<OptimHyper>& hypers,
+           const std::vector<unsigned char>& check_finite) {
+    if (filled_by_cupy)  // (the first step of an Adagrad with initial_accumulator_value)
+      py::module_::import("cupy").attr("cuda").attr("get_current_stream")().attr("synchronize")();
+    bool check = false;
+    for (const optim::Call& c : calls) check |= check_finite[c.group] != 0;
+    Array flag;
+    const py::object flag_obj = check ? new_flag(flag, stream) : py::none();
+    unsigned char* finite = check ? flag.ptr<unsigned char>() : nullptr;
+    auto each = [](const optim::Call& c, auto&& f) { c.dtype == ops::DType::float32 ? f(float()) : f(double()); };
+    for (const optim::Call& c : calls)
+      if (check_finite[c.group])
+        each(c, [&](auto t) {
+          using T = decltype(t);
+          const std::vector<const T*> g = optim::typed<const T>(c.grad);
+          cuda::all_finite<T>(g.data(), c.sizes.data(), int64_t(g.size()), finite, stream);
+        });
+    for (const optim::Call& c : calls)
+      each(c, [&](auto t) { launch_call<decltype(t)>(c, hypers[c.group], finite, stream); });
+    if (!check) return true;
+    unsigned char applied = 0;  // the step counts live on the host: one wait, for this flag only
+    without_gil([&] {
+      cuda::check(cudaMemcpyAsync(&applied, finite, 1, cudaMemcpyDeviceToHost, stream), "optim_step");
+      cuda::check(cudaStreamSynchronize(stream), "optim_step");
+    });
+    return applied != 0;
+  }
+};
+
+bool optim_step(const std::string& rule, py::handle groups, py::handle hypers, py::handle check_finite,
+                py::handle state, py::handle /* cache: the CPU module's fast path only */) {
+  CudaBackend backend;
+  return optim::step(backend, rule, groups, hypers, check_finite, state, nullptr);
+}
+
 }  // namespace
 
 void bind_cuda_optim(py::module_& m) {
-  m.def("optim_step", &optim_step, py::arg("rule"), py::arg("params"), py::arg("grads"), py::arg("state"),
-        py::arg("scalars"), py::arg("has_state"), py::arg("hyper"), py::arg("check_finite"),
+  m.def("optim_step", &optim_step, py::arg("rule"), py::arg("groups"), py::arg("hypers"), py::arg("check_finite"),
+        py::arg("state"), py::arg("cache"),
+        "One optimizer step over every group of GPU parameters, in place: the CPU module's optim_step. With "
+        "check_finite for a group, waits for the GPU once to learn whether the step was applied.");
+  m.def("optim_step_arrays", &optim_step_arrays, py::arg("rule"), py::arg("params"), py::arg("grads"),
+        py::arg("state"), py::arg("scalars"), py::arg("has_state"), py::arg("hyper"), py::arg("check_finite"),
         py::arg("finite") = py::none(),
-        "One optimizer step over a group of GPU parameters, in place: the CPU module's protocol. A "
-        "scalars entry may also be a float64 GPU array (one value per parameter), read when the kernel "
-        "runs, so a captured CUDA graph replays with the values the caller last wrote there. Returns "
+        "One group's step with its arrays passed directly: params, grads, state {slot name: [array per "
+        "parameter]}, scalars {name: [float per parameter]} (fastnn/optim_math.h names the slots and scalars; "
+        "optim_param_scalars computes them), has_state (SGD: the momentum buffer holds a value), hyper {name: "
+        "number or bool}. A scalars entry may also be a float64 GPU array (one value per parameter), read when "
+        "the kernel runs, so a captured CUDA graph replays with the values the caller last wrote there. Returns "
         "None, or with check_finite (or a finite flag from optim_all_finite) a 0-d uint8 GPU array: 1 "
         "if the step was applied, 0 if a gradient held inf or NaN and nothing was written.");
   m.def("optim_all_finite", &optim_all_finite, py::arg("arrays"),

@@ -9,38 +9,44 @@
 // lookup) provide.
 #pragma once
 #include <math.h>
+#include <stdint.h>
+
 #include "fastnn/config.h"
 
 // Plain data, the same for every instruction set (outside the per-ISA namespace).
 namespace fastnn {
-enum OptimRule : int { kOptimSgd = 0, kOptimAdagrad = 1, kOptimRmsprop = 2, kOptimAdam = 3 };
+enum OptimRule : int { kOptimSgd = 0, kOptimAdagrad = 1, kOptimRmsprop = 2, kOptimAdam = 3, kOptimAdadelta = 4 };
+constexpr int kOptimRules = 5;
 
 // A group's hyper-parameters as given (float64), identical for every parameter.
 struct OptimHyper {
   int rule;
   double lr, weight_decay, momentum, dampening;
-  double beta1, beta2;  // Adam; RMSprop's alpha is beta2
+  double beta1, beta2;  // Adam; RMSprop's alpha and Adadelta's rho are beta2
   double eps, grad_scale;
+  double lr_decay, initial_accumulator;  // Adagrad
   bool maximize, nesterov, decoupled, amsgrad, centered;
 };
 
 // A parameter's state arrays, by slot (state[slot][i] in the kernels' arguments), with
 // torch.optim's names; null where a rule has no such slot.
 constexpr int kOptimSlots = 3;
-constexpr const char* kOptimSlotNames[4][kOptimSlots] = {
+constexpr const char* kOptimSlotNames[kOptimRules][kOptimSlots] = {
     {"momentum_buffer", nullptr, nullptr},          // SGD
     {"sum", nullptr, nullptr},                      // Adagrad
     {"square_avg", "grad_avg", "momentum_buffer"},  // RMSprop
     {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},    // Adam
+    {"square_avg", "acc_delta", nullptr},           // Adadelta
 };
-// A parameter's step-dependent scalars (float64, computed by the caller as torch does
-// on the host), by slot (coef[slot][i]).
+// A parameter's step-dependent scalars (float64, computed on the host as torch does:
+// optim_param_scalars below), by slot (coef[slot][i]).
 constexpr int kOptimScalars = 2;
-constexpr const char* kOptimScalarNames[4][kOptimScalars] = {
+constexpr const char* kOptimScalarNames[kOptimRules][kOptimScalars] = {
     {nullptr, nullptr},
     {"neg_clr", nullptr},                          // -lr / (1 + (step - 1) * lr_decay)
     {nullptr, nullptr},
     {"neg_step_size", "bias_correction2_sqrt"},    // -lr / (1 - beta1^step), sqrt(1 - beta2^step)
+    {nullptr, nullptr},
 };
 }  // namespace fastnn
 
@@ -58,8 +64,38 @@ FASTNN_HD bool optim_slot_used(const OptimHyper& h, int slot) {
     case kOptimAdagrad: return slot == 0;
     case kOptimRmsprop: return slot == 0 || (slot == 1 && h.centered) || (slot == 2 && optim_uses_momentum(h));
     case kOptimAdam: return slot < 2 || (slot == 2 && h.amsgrad);
+    case kOptimAdadelta: return slot < 2;
   }
   return false;
+}
+
+// Whether the rule keeps state['step'] (every rule but SGD, as torch).
+FASTNN_HD bool optim_counts_steps(const OptimHyper& h) { return h.rule != kOptimSgd; }
+
+// The value a new state array starts from: Adagrad's sum starts at
+// initial_accumulator_value, the rest at 0 (SGD's momentum buffer is written whole by its
+// first update, which copies the gradient into it).
+FASTNN_HD double optim_state_initial(const OptimHyper& h, int slot) {
+  return h.rule == kOptimAdagrad && slot == 0 ? h.initial_accumulator : 0.0;
+}
+
+// The per-parameter scalars of the update that brings a parameter's step count to
+// `step` (1 on its first update), by slot as kOptimScalarNames names them: torch's
+// float64 host arithmetic, operation by operation (pow as Python's ** calls it).
+FASTNN_HD void optim_param_scalars(const OptimHyper& h, int64_t step, double (&coef)[kOptimScalars]) {
+  const double t = double(step);
+  switch (h.rule) {
+    case kOptimAdagrad:
+      coef[0] = -(h.lr / (1 + (t - 1) * h.lr_decay));
+      coef[1] = 0;
+      return;
+    case kOptimAdam:
+      coef[0] = -(h.lr / (1 - pow(h.beta1, t)));
+      coef[1] = pow(1 - pow(h.beta2, t), 0.5);
+      return;
+    default:
+      coef[0] = coef[1] = 0;
+  }
 }
 
 FASTNN_HD float optim_div(float a, float b) { return a / b; }
@@ -77,7 +113,7 @@ struct OptimScalars {
   T momentum, one_minus_dampening;
   T lerp_w, lerp_w_comp;             // torch's lerp weight (1 - beta1, or 1 - alpha) and 1 - it
   bool lerp_small;                   // |weight| < 0.5 picks torch's lerp formula
-  T beta2, one_minus_beta2;          // alpha and 1 - alpha for RMSprop
+  T beta2, one_minus_beta2;          // alpha and 1 - alpha for RMSprop, rho and 1 - rho for Adadelta
   T eps, grad_scale;
   bool scaled, maximize, has_wd, use_momentum, nesterov, decoupled, amsgrad, centered;
 };
@@ -188,6 +224,19 @@ FASTNN_HD void adam_update(V& p, V g, V& exp_avg, V& exp_avg_sq, V& max_sq, T ne
     denom = optim_div(optim_sqrt(exp_avg_sq), bc2_sqrt) + s.eps;
   }
   p = p + optim_div(neg_step_size * exp_avg, denom);
+}
+
+// Adadelta (rho is beta2): square_avg and acc_delta, both starting at 0.
+template <class V, class T>
+FASTNN_HD void adadelta_update(V& p, V g, V& square_avg, V& acc_delta, const OptimScalars<T>& s) {
+  g = optim_grad(g, s);
+  if (s.has_wd) g = g + s.weight_decay * p;
+  square_avg = square_avg * s.beta2 + (s.one_minus_beta2 * g) * g;
+  const V std_ = optim_sqrt(square_avg + s.eps);
+  V delta = optim_sqrt(acc_delta + s.eps);
+  delta = optim_div(delta, std_) * g;
+  acc_delta = acc_delta * s.beta2 + (s.one_minus_beta2 * delta) * delta;
+  p = p + s.neg_lr * delta;
 }
 
 FASTNN_NAMESPACE_END

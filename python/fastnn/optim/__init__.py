@@ -1,82 +1,110 @@
 """Optimizers with torch.optim's names, defaults and update rules, over ``fastnn.nn.Parameter``.
 
-One native call updates every parameter of a group (per dtype) in one pass over memory
-(``fastnn/optim_math.h`` holds the rules). Beyond torch: ``grad_scale`` (gradients are
-divided by it inside the kernel) and ``skip_if_nonfinite`` (a step whose gradients hold
-inf or NaN changes nothing and ``step()`` returns False), both per-group options.
-``state_dict_to_arrays`` / ``state_dict_from_arrays`` turn a state dict into a flat dict
-of arrays that ``numpy.savez`` writes and ``numpy.load(..., allow_pickle=False)`` reads.
+One native call per ``step()`` updates every parameter of every group: it checks all of
+them first (a refused step changes no parameter, state array or step count in any
+group), runs one multi-tensor kernel call per group (per dtype), each a single pass over
+memory (``fastnn/optim_math.h`` holds the rules), and then records the step counts, with
+no Python code running in between. Beyond torch: ``grad_scale`` (gradients are divided
+by it inside the kernel) and ``skip_if_nonfinite`` (a step whose gradients hold inf or
+NaN changes nothing and ``step()`` returns False), both per-group options. Stricter than
+torch: flags must be bools, hyper-parameters finite and in range, unknown group keys are
+errors. ``state_dict_to_arrays`` / ``state_dict_from_arrays`` turn a state dict into a
+flat dict of arrays that ``numpy.savez`` writes and ``numpy.load(..., allow_pickle=False)``
+reads, every group value exactly.
 """
 
+import ast
 import math
 import numbers
 from collections import defaultdict
+from collections.abc import Mapping
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _cpu
 from ..nn import Parameter
 from ..nn.module import array_module
 from ..nn.parameter import on_gpu
 from . import lr_scheduler
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "lr_scheduler",
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adadelta", "lr_scheduler",
            "state_dict_to_arrays", "state_dict_from_arrays"]
 
 
-def _number(group, key):
-    v = group[key]
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{key} must be a real number, got {type(v).__name__}")
-    return float(v)
+# ------------------------------------------------------------------ group value checks
+# Each takes where the value is (group index and key, for messages) and the value.
+
+def _where(index, key):
+    return f"param_groups[{index}][{key!r}]"
 
 
-def _at_least_zero(group, *keys):
-    for key in keys:
-        v = _number(group, key)
-        if not v >= 0:
-            raise ValueError(f"Invalid {key} value: {v} ({key} must be >= 0)")
+def _real(index, key, v):
+    if type(v) is not float and type(v) is not int:  # (the common case, without isinstance)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{_where(index, key)} must be a real number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{_where(index, key)} must be a finite number, got {v!r}")
+    return v
 
 
-def _common_checks(group):
-    _at_least_zero(group, "lr")
-    scale = group["grad_scale"]
-    if scale is not None and not (_number(group, "grad_scale") > 0 and math.isfinite(scale)):
-        raise ValueError(f"Invalid grad_scale value: {scale} (grad_scale must be a finite number > 0, or None)")
+def _at_least_zero(index, key, v):
+    if not _real(index, key, v) >= 0:
+        raise ValueError(f"{_where(index, key)} must be >= 0, got {float(v)!r}")
 
 
-def _bad_grad(where, g, d):
-    if on_gpu(d) and not on_gpu(g):
-        raise TypeError(f"{where} must be a cupy.ndarray (the parameter is on the GPU), got {type(g).__name__}")
-    if not on_gpu(d) and not isinstance(g, np.ndarray):
-        raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
-    if g.dtype != d.dtype:
-        raise TypeError(f"{where} has dtype {g.dtype} but the parameter has {d.dtype}")
-    if g.shape != d.shape:
-        raise ValueError(f"{where} has shape {g.shape} but the parameter has {d.shape}")
-    raise ValueError(f"{where} must be C-contiguous")
+def _unit_interval(index, key, v):
+    if not 0 <= _real(index, key, v) <= 1:
+        raise ValueError(f"{_where(index, key)} must be in [0, 1], got {float(v)!r}")
 
 
-def _all_finite(grads):
-    """No gradient holds inf or NaN (for GPU arrays: reads the device flag, a sync)."""
-    finite = _backend.select("optim_all_finite", grad=grads[0]).optim_all_finite(grads)
-    return bool(finite)
+def _flag(index, key, v):
+    if v is not True and v is not False and not isinstance(v, np.bool_):
+        raise TypeError(f"{_where(index, key)} must be a bool, got {type(v).__name__} {v!r}")
+
+
+def _grad_scale(index, key, v):
+    if v is not None and not _real(index, key, v) > 0:
+        raise ValueError(f"{_where(index, key)} must be a finite number > 0, or None, got {float(v)!r}")
+
+
+def _betas(index, key, v):
+    if not isinstance(v, (tuple, list)) or len(v) != 2:
+        raise ValueError(f"{_where(index, key)} must be a pair (beta1, beta2), got {v!r}")
+    for i, b in enumerate(v):
+        if type(b) is not float and (isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real)):
+            raise TypeError(f"{_where(index, key)}[{i}] must be a real number, got {type(b).__name__}")
+        if not 0 <= float(b) < 1:
+            raise ValueError(f"{_where(index, key)}[{i}] must be in [0, 1), got {float(b)!r}")
+
+
+# Every optimizer's groups take these; a scheduler adds initial_lr.
+_COMMON = dict(lr=_at_least_zero, weight_decay=_at_least_zero, maximize=_flag, grad_scale=_grad_scale,
+               skip_if_nonfinite=_flag)
+_OPTIONAL = dict(initial_lr=_at_least_zero)
 
 
 class Optimizer:
     """Base class: parameter groups, ``step``, ``zero_grad``, state dicts.
 
-    A subclass names its rule (``_rule``), checks a group's hyper-parameters
-    (``_check_group``) and turns a group into the native call's arguments (``_prepare``)."""
+    A subclass names its native rule (``_rule``), the checks of its group keys beyond the
+    common ones (``_checks``: key -> check), and the native call's hyper-parameters of a
+    group (``_hyper``)."""
 
     _rule = None
-    _counts_steps = True  # state["step"] (every rule but SGD)
+    _checks = {}
+    _group_checks = _COMMON  # _COMMON and _checks, made for each subclass
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._group_checks = dict(_COMMON, **cls._checks)
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults, grad_scale=defaults.get("grad_scale", 1.0),
                              skip_if_nonfinite=defaults.get("skip_if_nonfinite", False))
         self.state = defaultdict(dict)  # Parameter -> {name: array or step}, as torch
         self.param_groups = []
+        self._cache = _cpu.OptimCache()  # what the native step keeps between steps
         if isinstance(params, (Parameter, np.ndarray)):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Parameters or dicts, but got {type(params).__name__}")
@@ -96,7 +124,9 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
     def add_param_group(self, param_group):
-        """Add a group (a dict with 'params' and any per-group hyper-parameters)."""
+        """Add a group (a dict with 'params' and any per-group hyper-parameters). Refused
+        (and nothing added) if a parameter is already in a group or shares memory with
+        another parameter: a step would update that memory twice."""
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
         group = dict(param_group)
@@ -122,11 +152,36 @@ class Optimizer:
         group["params"] = params
         for key, value in self.defaults.items():
             group.setdefault(key, value)
-        self._check_group(group)
+        self._check_group(group, len(self.param_groups))
+        paths = [(gi, pi) for gi, g in enumerate(self.param_groups + [group]) for pi in range(len(g["params"]))]
+        datas = [p._data for g in self.param_groups for p in g["params"]] + [p._data for p in params]
+        hit = _cpu.optim_find_overlap(datas)
+        if hit is not None:
+            (gi, pi), (gj, pj) = paths[hit[0]], paths[hit[1]]
+            raise ValueError(f"param_groups[{gj}]['params'][{pj}] shares memory with "
+                             f"param_groups[{gi}]['params'][{pi}]; a step would update it twice")
         self.param_groups.append(group)
 
-    def _check_group(self, group):
-        _common_checks(group)
+    def _check_group(self, group, index):
+        """Every key of the group known and its value valid; the messages name the key as
+        param_groups[index]['key']."""
+        checks = self._group_checks
+        for key, value in group.items():
+            check = checks.get(key) or _OPTIONAL.get(key)
+            if check is not None:
+                check(index, key, value)
+            elif key != "params":
+                raise ValueError(f"param_groups[{index}] has an unknown key {key!r}; {type(self).__name__} "
+                                 f"takes {', '.join(checks)}")
+        if not checks.keys() <= group.keys():
+            missing = next(key for key in checks if key not in group)
+            raise ValueError(f"param_groups[{index}] has no {missing!r}")
+
+    def _hyper(self, group):
+        """The native call's hyper-parameters of a group (every key the rule takes)."""
+        scale = group["grad_scale"]
+        return dict(lr=group["lr"], weight_decay=group["weight_decay"], maximize=group["maximize"],
+                    grad_scale=1.0 if scale is None else scale)
 
     def zero_grad(self, set_to_none=True):
         """Drop every gradient (set_to_none=True, torch's default) or fill them with 0."""
@@ -143,72 +198,20 @@ class Optimizer:
         others, and their state, are left untouched, as torch does). Returns True, or False
         when a group with skip_if_nonfinite found inf or NaN in a gradient: then no
         parameter, state or step count changed. A closure, if given, is called first
-        (to recompute the gradients); its loss is not returned."""
+        (to recompute the gradients); its loss is not returned.
+
+        Every group is checked (its values, and every parameter's data, gradient and state:
+        dtype, shape, layout, writeability, overlaps) before any is written; an error names
+        the array as param_groups[g]['params'][i].grad (or .data, or state[...]['name'])."""
         if closure is not None:
             closure()
-        plan = []
-        for gi, group in enumerate(self.param_groups):
-            by_dtype = {}
-            for pi, p in enumerate(group["params"]):
-                g, d = p._grad, p._data  # noqa: SLF001 (hot loop: no property calls)
-                if g is None or not p.requires_grad:  # left untouched, as torch does
-                    continue
-                if not ((isinstance(g, np.ndarray) or on_gpu(g)) and on_gpu(g) == on_gpu(d)
-                        and g.dtype == d.dtype and g.shape == d.shape and g.flags.c_contiguous):
-                    _bad_grad(f"param_groups[{gi}]['params'][{pi}].grad", g, d)
-                by_dtype.setdefault(d.dtype, []).append(p)
-            self._check_group(group)
-            plan.append((group, list(by_dtype.values())))
-        calls = [(group, ps) for group, batches in plan for ps in batches]
-        if len(calls) == 1:  # the kernel scans the gradients itself, in the same thread team
-            group, ps = calls[0]
-            return self._step_group(group, ps, bool(group["skip_if_nonfinite"]))
-        for group, ps in calls:
-            if group["skip_if_nonfinite"] and not _all_finite([p._grad for p in ps]):
-                return False
-        for group, ps in calls:
-            self._step_group(group, ps, False)
-        return True
-
-    def _step_group(self, group, ps, check_finite):
-        """One native call; False (and nothing changed) if check_finite found inf/NaN."""
-        states = [self.state.get(p, {}) for p in ps]
-        fresh = []  # (parameter, state name, new array): kept once the kernel ran
-        state, scalars, has_state, hyper = self._prepare(group, ps, states, fresh)
-        hyper.update(lr=float(group["lr"]), weight_decay=float(group["weight_decay"]),
-                     maximize=bool(group["maximize"]),
-                     grad_scale=1.0 if group["grad_scale"] is None else float(group["grad_scale"]))
-        params = [p._data for p in ps]
-        backend = _backend.select("optim_step", param=params[0])
-        applied = backend.optim_step(self._rule, params, [p._grad for p in ps], state, scalars, has_state,
-                                     hyper, check_finite)
-        # GPU: a device flag (None without the check); reading it waits for the GPU, which
-        # only a step with skip_if_nonfinite asks for (the step counts live on the host)
-        if applied is not None and not bool(applied):
-            return False
-        for p, key, value in fresh:
-            self.state[p][key] = value
-        if self._counts_steps:
-            for p in ps:
-                st = self.state[p]
-                st["step"] = st.get("step", 0) + 1
-        return True
-
-    def _prepare(self, group, ps, states, fresh):
-        """The native call's rule-specific arguments, all named: the state arrays the
-        update uses ({name: [array per parameter]}), the per-parameter scalars ({name:
-        [float per parameter]}), has_state flags (SGD) and the hyper-parameters besides
-        lr, weight_decay, maximize and grad_scale. New state arrays go to ``fresh``."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _state(st, key, p, fresh, fill=0.0):
-        """st[key], or a new array of `fill` (added to the state after the step)."""
-        if key in st:
-            return st[key]
-        value = array_module(p.data).full(p.shape, fill, dtype=p.dtype)
-        fresh.append((p, key, value))
-        return value
+        groups = self.param_groups
+        for index, group in enumerate(groups):
+            self._check_group(group, index)
+        first = next((g["params"][0] for g in groups if g["params"]), None)
+        native = _backend.select("optim_step", param=None if first is None else first._data)
+        return native.optim_step(self._rule, [g["params"] for g in groups], [self._hyper(g) for g in groups],
+                                 [g["skip_if_nonfinite"] for g in groups], self.state, self._cache)
 
     # ------------------------------------------------------------------ state dicts
 
@@ -230,79 +233,179 @@ class Optimizer:
 
     def load_state_dict(self, state_dict):
         """Restore from ``state_dict()`` or its flat array form (``state_dict_to_arrays``,
-        e.g. a ``numpy.load`` result). Arrays are copied into the parameters' dtype."""
+        e.g. a ``numpy.load`` result). Every group takes the saved values (and must have
+        exactly this optimizer's keys: another optimizer's state dict is refused); state
+        arrays are copied into the parameters' dtype. Anything wrong is a ValueError
+        naming it, and then nothing is loaded."""
+        if not isinstance(state_dict, Mapping) and not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         if "state" not in state_dict or "param_groups" not in state_dict:
             state_dict = state_dict_from_arrays(state_dict)
-        saved = state_dict["param_groups"]
+        saved, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved, (list, tuple)) or not isinstance(saved_state, Mapping):
+            raise ValueError("state_dict['param_groups'] must be a list and state_dict['state'] a dict")
         if len(saved) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
-        by_index = {}
-        for group, sg in zip(self.param_groups, saved):
-            if len(sg["params"]) != len(group["params"]):
-                raise ValueError("loaded state dict contains a parameter group that doesn't match "
-                                 "the size of optimizer's group")
-            by_index.update(zip(sg["params"], group["params"]))
+            raise ValueError(f"loaded state dict has {len(saved)} parameter groups, the optimizer "
+                             f"{len(self.param_groups)} (a different number of parameter groups)")
+        by_index, new_groups = {}, []
+        checks = self._group_checks
+        for g, (group, sg) in enumerate(zip(self.param_groups, saved)):
+            if not isinstance(sg, Mapping) or "params" not in sg:
+                raise ValueError(f"loaded param_groups[{g}] must be a dict with 'params'")
+            indices = [_index(f"loaded param_groups[{g}]['params']", i) for i in sg["params"]]
+            if len(indices) != len(group["params"]):
+                raise ValueError(f"loaded param_groups[{g}] has {len(indices)} parameters, the optimizer's "
+                                 f"{len(group['params'])} (doesn't match the size of optimizer's group)")
+            foreign = [k for k in sg if k != "params" and k not in checks and k not in _OPTIONAL]
+            if foreign:
+                raise ValueError(f"loaded param_groups[{g}] has {foreign[0]!r}, which {type(self).__name__}'s "
+                                 "groups do not have: is it another optimizer's state dict?")
+            ng = {k: v for k, v in sg.items() if k != "params"}
+            ng["params"] = group["params"]
+            self._check_group(ng, g)
+            new_groups.append(ng)
+            for i, p in zip(indices, group["params"]):
+                if by_index.setdefault(i, p) is not p:
+                    raise ValueError(f"loaded state dict numbers two parameters {i}")
+        names = _cpu.optim_state_names(self._rule)
         new_state = defaultdict(dict)
-        for i, st in state_dict["state"].items():
-            p = by_index.get(int(i))
+        for i, st in saved_state.items():
+            p = by_index.get(_index("a loaded state index", i))
             if p is None:
                 raise ValueError(f"loaded state dict has state for parameter {i}, which no group holds")
+            if not isinstance(st, Mapping):
+                raise ValueError(f"loaded state[{i}] must be a dict, got {type(st).__name__}")
             entry = {}
             for key, v in st.items():
-                if key == "step":
-                    entry[key] = int(v)
-                    continue
-                v = v if on_gpu(v) else np.asarray(v)
-                if v.shape != p.shape:
-                    raise ValueError(f"state of parameter {i}: {key} has shape {v.shape} but the "
-                                     f"parameter has {p.shape}")
-                entry[key] = array_module(p.data).array(v, dtype=p.dtype, order="C", copy=True)
+                where = f"loaded state[{i}][{key!r}]"
+                if key not in names:
+                    raise ValueError(f"{where}: {type(self).__name__} keeps no {key!r} (it keeps "
+                                     f"{', '.join(names)}): is it another optimizer's state dict?")
+                entry[key] = _step(where, v) if key == "step" else _state_array(where, v, p)
             new_state[p] = entry
-        new_groups = []
-        for group, sg in zip(self.param_groups, saved):
-            ng = dict(self.defaults)
-            ng.update({k: v for k, v in sg.items() if k != "params"})
-            ng["params"] = group["params"]
-            self._check_group(ng)
-            new_groups.append(ng)
         self.state = new_state
         self.param_groups[:] = new_groups
 
 
+def _index(where, v):
+    """A parameter index: an int or NumPy integer (0-d arrays too), not a bool."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise ValueError(f"{where} must hold integer indices, got {v!r}")
+    return int(v)
+
+
+def _step(where, v):
+    """A saved step count: an integer >= 0 (a float, even 3.0, is refused)."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or not 0 <= v <= 2**53:
+        raise ValueError(f"{where} must be an integer in [0, 2**53], got {v!r}")
+    return int(v)
+
+
+def _state_array(where, v, p):
+    """A saved state array, copied into the parameter's dtype (as torch casts it) and
+    array library (NumPy or CuPy: load_state_dict copies across devices)."""
+    a = v if on_gpu(v) else np.asarray(v)
+    if a.dtype.kind != "f":
+        raise ValueError(f"{where} must be a float array, got dtype {a.dtype}")
+    if a.shape != p.shape:
+        raise ValueError(f"{where} has shape {a.shape} but the parameter has {p.shape}")
+    return array_module(p.data).array(a, dtype=p.dtype, order="C", copy=True)
+
+
+# ------------------------------------------------------------------ flat state dicts
+
+_FLAT_KEYS = "keys are 'state.<index>.<name>' and 'param_groups.<index>.<key>'"
+
+
+def _plain(v):
+    """v with NumPy scalars made Python ones, inside tuples and lists too."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (tuple, list)):
+        return type(v)(_plain(x) for x in v)
+    return v
+
+
+def _group_value_array(v):
+    """A group value as an array: a bool, int or float as a 0-d array of that kind; any
+    other value (None, a tuple, a list, nested ones) as its Python literal in a 0-d str
+    array, which ast.literal_eval reads back exactly."""
+    if isinstance(v, (bool, np.bool_)):
+        return np.asarray(v, np.bool_)
+    if isinstance(v, numbers.Integral):
+        return np.asarray(v, np.int64)
+    if isinstance(v, numbers.Real):
+        return np.asarray(v, np.float64)
+    text = repr(_plain(v))
+    try:
+        if ast.literal_eval(text) != _plain(v):
+            raise ValueError
+    except (ValueError, SyntaxError):
+        raise ValueError(f"cannot store the group value {v!r} as an array") from None
+    return np.asarray(text)
+
+
+def _group_value(name, a):
+    """The inverse of _group_value_array."""
+    if a.ndim == 0 and a.dtype.kind == "U":
+        try:
+            return ast.literal_eval(str(a[()]))
+        except (ValueError, SyntaxError):
+            raise ValueError(f"cannot read {name!r}: {str(a[()])!r} is not a Python literal") from None
+    if a.ndim == 0 and a.dtype.kind in "biuf":
+        return a.item()
+    raise ValueError(f"cannot read {name!r}: a group value is a 0-d array, got shape {a.shape} of {a.dtype}")
+
+
 def state_dict_to_arrays(state_dict):
     """A state dict (optimizer's) as a flat dict of NumPy arrays, keys
-    'state.<i>.<name>' and 'param_groups.<g>.<key>': ``numpy.savez(f, **arrays)``."""
+    'state.<i>.<name>' and 'param_groups.<g>.<key>': ``numpy.savez(f, **arrays)``
+    (GPU state arrays are copied to the host).
+    Group values come back exactly (``state_dict_from_arrays``): numbers and bools as
+    0-d arrays of their kind, None, tuples and lists as their Python literal."""
     out = {}
     for i, st in state_dict["state"].items():
         for key, v in st.items():
-            out[f"state.{i}.{key}"] = np.asarray(v)
+            out[f"state.{i}.{key}"] = v.get() if on_gpu(v) else np.asarray(v)  # (GPU state: copied to the host)
     for g, group in enumerate(state_dict["param_groups"]):
         for key, v in group.items():
-            if v is None:  # grad_scale=None
-                continue
-            out[f"param_groups.{g}.{key}"] = np.asarray(v, dtype=np.int64) if key == "params" else np.asarray(v)
+            out[f"param_groups.{g}.{key}"] = (np.asarray(v, dtype=np.int64) if key == "params"
+                                              else _group_value_array(v))
     return out
 
 
 def state_dict_from_arrays(arrays):
-    """The inverse of ``state_dict_to_arrays`` (takes any mapping, e.g. numpy.load's)."""
+    """The inverse of ``state_dict_to_arrays`` (takes any mapping, e.g. numpy.load's).
+    A key it cannot parse, or a value it cannot read, is a ValueError naming the key."""
     state, groups = {}, {}
     for name in arrays.keys():
-        kind, idx, key = name.split(".", 2)
+        parts = str(name).split(".", 2)
+        if (len(parts) != 3 or parts[0] not in ("state", "param_groups") or not parts[1].isascii()
+                or not parts[1].isdigit() or not parts[2]):
+            raise ValueError(f"cannot parse the key {name!r} of a flat optimizer state dict ({_FLAT_KEYS})")
+        kind, idx, key = parts[0], int(parts[1]), parts[2]
         v = np.asarray(arrays[name])
         if kind == "state":
-            state.setdefault(int(idx), {})[key] = v
-        elif kind == "param_groups":
-            if key == "params":
-                v = [int(x) for x in v.reshape(-1)]
-            elif v.ndim == 0:
-                v = v.item()
-            else:
-                v = tuple(v.tolist())
-            groups.setdefault(int(idx), {})[key] = v
+            state.setdefault(idx, {})[key] = v
+        elif key == "params":
+            if v.ndim != 1 or v.dtype.kind not in "iu":
+                raise ValueError(f"cannot read {name!r}: parameter indices are a 1-d integer array, "
+                                 f"got shape {v.shape} of {v.dtype}")
+            groups.setdefault(idx, {})[key] = [int(x) for x in v]
         else:
-            raise ValueError(f"unexpected key {name!r} in a flat optimizer state dict")
-    return {"state": state, "param_groups": [groups[g] for g in sorted(groups)]}
+            groups.setdefault(idx, {})[key] = _group_value(name, v)
+    if sorted(groups) != list(range(len(groups))):
+        missing = min(set(range(len(groups) + 1)) - set(groups))
+        raise ValueError(f"the flat optimizer state dict has no keys 'param_groups.{missing}.*' "
+                         f"but has param_groups {sorted(groups)}")
+    return {"state": state, "param_groups": [groups[g] for g in range(len(groups))]}
+
+
+# ------------------------------------------------------------------ the optimizers
 
 
 class SGD(Optimizer):
@@ -310,7 +413,7 @@ class SGD(Optimizer):
     nesterov, weight_decay (L2), maximize. State: 'momentum_buffer' (momentum != 0)."""
 
     _rule = "sgd"
-    _counts_steps = False
+    _checks = dict(momentum=_at_least_zero, dampening=_unit_interval, nesterov=_flag)
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
@@ -319,26 +422,16 @@ class SGD(Optimizer):
                                       maximize=maximize, grad_scale=grad_scale,
                                       skip_if_nonfinite=skip_if_nonfinite))
 
-    def _check_group(self, group):
-        _common_checks(group)
-        _at_least_zero(group, "momentum", "weight_decay")
-        _number(group, "dampening")
+    def _check_group(self, group, index):
+        super()._check_group(group, index)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening "
-                             f"(nesterov=True, momentum={group['momentum']}, "
-                             f"dampening={group['dampening']})")
+            raise ValueError(f"param_groups[{index}]: Nesterov momentum requires a momentum and zero "
+                             f"dampening (nesterov=True, momentum={group['momentum']!r}, "
+                             f"dampening={group['dampening']!r})")
 
-    def _prepare(self, group, ps, states, fresh):
-        bufs, has = [], []
-        if group["momentum"] != 0:
-            for p, st in zip(ps, states):
-                has.append("momentum_buffer" in st)
-                bufs.append(st["momentum_buffer"] if has[-1] else array_module(p.data).empty_like(p.data))
-                if not has[-1]:  # the kernel fills it with the gradient
-                    fresh.append((p, "momentum_buffer", bufs[-1]))
-        hyper = dict(momentum=float(group["momentum"]), dampening=float(group["dampening"]),
-                     nesterov=bool(group["nesterov"]))
-        return ({"momentum_buffer": bufs} if group["momentum"] != 0 else {}), {}, has, hyper
+    def _hyper(self, group):
+        return dict(super()._hyper(group), momentum=group["momentum"], dampening=group["dampening"],
+                    nesterov=group["nesterov"])
 
 
 class Adagrad(Optimizer):
@@ -346,6 +439,7 @@ class Adagrad(Optimizer):
     maximize. State: 'step', 'sum'."""
 
     _rule = "adagrad"
+    _checks = dict(lr_decay=_at_least_zero, initial_accumulator_value=_at_least_zero, eps=_at_least_zero)
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
@@ -354,17 +448,9 @@ class Adagrad(Optimizer):
                                       eps=eps, maximize=maximize, grad_scale=grad_scale,
                                       skip_if_nonfinite=skip_if_nonfinite))
 
-    def _check_group(self, group):
-        _common_checks(group)
-        _at_least_zero(group, "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
-
-    def _prepare(self, group, ps, states, fresh):
-        sums, coef = [], []
-        lr, lr_decay = float(group["lr"]), float(group["lr_decay"])
-        for p, st in zip(ps, states):
-            sums.append(self._state(st, "sum", p, fresh, float(group["initial_accumulator_value"])))
-            coef.append(-(lr / (1 + st.get("step", 0) * lr_decay)))  # torch: step - 1 after its += 1
-        return {"sum": sums}, {"neg_clr": coef}, [], dict(eps=float(group["eps"]))
+    def _hyper(self, group):
+        return dict(super()._hyper(group), lr_decay=group["lr_decay"], eps=group["eps"],
+                    initial_accumulator_value=group["initial_accumulator_value"])
 
 
 class RMSprop(Optimizer):
@@ -372,6 +458,7 @@ class RMSprop(Optimizer):
     State: 'step', 'square_avg', 'momentum_buffer' (momentum > 0), 'grad_avg' (centered)."""
 
     _rule = "rmsprop"
+    _checks = dict(alpha=_unit_interval, eps=_at_least_zero, momentum=_at_least_zero, centered=_flag)
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
@@ -379,17 +466,9 @@ class RMSprop(Optimizer):
                                       momentum=momentum, centered=centered, maximize=maximize,
                                       grad_scale=grad_scale, skip_if_nonfinite=skip_if_nonfinite))
 
-    def _check_group(self, group):
-        _common_checks(group)
-        _at_least_zero(group, "eps", "momentum", "weight_decay", "alpha")
-
-    def _prepare(self, group, ps, states, fresh):
-        names = ["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else []) + \
-            (["grad_avg"] if group["centered"] else [])
-        state = {name: [self._state(st, name, p, fresh) for p, st in zip(ps, states)] for name in names}
-        hyper = dict(alpha=float(group["alpha"]), eps=float(group["eps"]),
-                     momentum=float(group["momentum"]), centered=bool(group["centered"]))
-        return state, {}, [], hyper
+    def _hyper(self, group):
+        return dict(super()._hyper(group), alpha=group["alpha"], eps=group["eps"], momentum=group["momentum"],
+                    centered=group["centered"])
 
 
 class Adam(Optimizer):
@@ -398,6 +477,7 @@ class Adam(Optimizer):
     State: 'step', 'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq' (amsgrad)."""
 
     _rule = "adam"
+    _checks = dict(betas=_betas, eps=_at_least_zero, amsgrad=_flag, decoupled_weight_decay=_flag)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False, grad_scale=1.0,
@@ -407,38 +487,16 @@ class Adam(Optimizer):
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       grad_scale=grad_scale, skip_if_nonfinite=skip_if_nonfinite))
 
-    def _check_group(self, group):
-        _common_checks(group)
-        _at_least_zero(group, "eps", "weight_decay")
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        for i, b in enumerate(betas):
-            if isinstance(b, bool) or not isinstance(b, numbers.Real):
-                raise TypeError(f"betas[{i}] must be a real number, got {type(b).__name__}")
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {b} (betas must be in [0, 1))")
-
-    def _prepare(self, group, ps, states, fresh):
-        names = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
-        state = {name: [self._state(st, name, p, fresh) for p, st in zip(ps, states)] for name in names}
-        neg_step, bc2_sqrt, coefs = [], [], {}
-        lr = float(group["lr"])
-        beta1, beta2 = (float(b) for b in group["betas"])
-        for st in states:
-            step = st.get("step", 0) + 1
-            if step not in coefs:  # torch's float64 host math, once per distinct step count
-                coefs[step] = (-(lr / (1 - beta1 ** step)), (1 - beta2 ** step) ** 0.5)
-            neg_step.append(coefs[step][0])
-            bc2_sqrt.append(coefs[step][1])
-        hyper = dict(beta1=beta1, beta2=beta2, eps=float(group["eps"]), amsgrad=bool(group["amsgrad"]),
-                     decoupled=bool(group["decoupled_weight_decay"]))
-        return state, {"neg_step_size": neg_step, "bias_correction2_sqrt": bc2_sqrt}, [], hyper
+    def _hyper(self, group):
+        beta1, beta2 = group["betas"]
+        return dict(super()._hyper(group), beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=group["amsgrad"],
+                    decoupled=group["decoupled_weight_decay"])
 
 
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled weight decay (p *= 1 - lr * weight_decay
-    before the update), default weight_decay=1e-2."""
+    before the update), default weight_decay=1e-2. Its groups keep
+    decoupled_weight_decay=True (so Adam's state dict, with False, is refused)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, grad_scale=1.0, skip_if_nonfinite=False):
@@ -446,7 +504,25 @@ class AdamW(Adam):
                          decoupled_weight_decay=True, grad_scale=grad_scale,
                          skip_if_nonfinite=skip_if_nonfinite)
 
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            group["decoupled_weight_decay"] = True
+    def _check_group(self, group, index):
+        super()._check_group(group, index)
+        if not group["decoupled_weight_decay"]:  # (a bool: Adam's checks ran)
+            raise ValueError(f"param_groups[{index}]['decoupled_weight_decay'] must be True for AdamW "
+                             "(Adam's decoupled_weight_decay=False groups are Adam's)")
+
+
+class Adadelta(Optimizer):
+    """torch.optim.Adadelta: rho, eps, weight_decay (L2), maximize; lr scales the
+    update (default 1.0). State: 'step', 'square_avg', 'acc_delta'."""
+
+    _rule = "adadelta"
+    _checks = dict(rho=_unit_interval, eps=_at_least_zero)
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False,
+                 grad_scale=1.0, skip_if_nonfinite=False):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize, grad_scale=grad_scale,
+                                      skip_if_nonfinite=skip_if_nonfinite))
+
+    def _hyper(self, group):
+        return dict(super()._hyper(group), rho=group["rho"], eps=group["eps"])

@@ -1,5 +1,8 @@
 """Every optimizer's step over one array and over 200 arrays of mixed sizes with the
-same total; PyTorch fused (where it has it) and foreach."""
+same total; PyTorch fused (where it has it) and foreach. And a real model's parameter
+list, 1,000 small arrays (256K elements in all, whatever --sizes says), where the step
+is mostly per-tensor overhead: beside it, fastnn's step over one array of the same
+total, so the difference is fastnn's per-step overhead for 1,000 tensors."""
 
 import functools
 
@@ -15,15 +18,19 @@ OPTIMIZERS = {
     "rmsprop": ("RMSprop", dict(lr=1e-2), 1, False),
     "adam": ("Adam", dict(lr=1e-3), 2, True),
     "adamw": ("AdamW", dict(lr=1e-3), 2, True),
+    "adadelta": ("Adadelta", dict(lr=1.0), 2, False),
 }
+SMALL_TOTAL = 1 << 18  # elements of the 1,000 small tensors
 
 
 def split_sizes(total, layout):
     """'one': one array; 'mixed200': 200 of lognormal sizes (a few big matrices, many
-    small vectors) with the same total."""
+    small vectors) with the same total; 'small1000': 1,000 of them (a real model's
+    parameter list: weights, biases, norm scales)."""
     if layout == "one":
         return [total]
-    w = rng(1).lognormal(0.0, 1.5, 200)
+    count = 1000 if layout == "small1000" else 200
+    w = rng(1).lognormal(0.0, 1.5, count)
     sizes = np.maximum(1, np.floor(w / w.sum() * total)).astype(np.int64)
     sizes[0] += total - sizes.sum()
     return [int(s) for s in sizes]
@@ -45,6 +52,14 @@ def _numpy_step(name, kw, ps, gs, states, t):
             s *= 0.99
             s += 0.01 * g * g
             p -= lr * g / (np.sqrt(s) + 1e-8)
+    elif name == "adadelta":
+        for p, g, s, acc in zip(ps, gs, states[0], states[1]):
+            s *= 0.9
+            s += 0.1 * g * g
+            delta = np.sqrt(acc + 1e-6) / np.sqrt(s + 1e-6) * g
+            acc *= 0.9
+            acc += 0.1 * delta * delta
+            p -= lr * delta
     else:
         t[0] += 1
         b1, b2 = 0.9, 0.999
@@ -92,6 +107,11 @@ def _optim(name, layout, n, torch):
     views["numpy"] = lambda _: [p - d for p, d in zip(nd, datas)]
     if torch is not None:
         torch_step("torch", "fused" if has_fused else "foreach")
+    if layout == "small1000":  # the same step over one array of the same total
+        one = Parameter(np.concatenate(datas))
+        one.grad = np.concatenate(grads)
+        impls["fastnn_one"] = cls([one], **kw).step
+        views["fastnn_one"] = lambda _: np.split(one.data - np.concatenate(datas), np.cumsum(sizes)[:-1])
     fastnn_step("fastnn_skip", True)
     if torch is not None and has_fused:
         torch_step("torch_foreach", "foreach")
@@ -103,10 +123,12 @@ def _optim(name, layout, n, torch):
 
 
 def cases():
-    for layout in ("one", "mixed200"):
+    for layout in ("one", "mixed200", "small1000"):
         for name in OPTIMIZERS:
             extras = (("fastnn_skip", "fastnn skip_if_nonfinite"),)
             if OPTIMIZERS[name][3]:
                 extras += (("torch_foreach", "PyTorch foreach"),)
+            if layout == "small1000":
+                extras = (("fastnn_one", "fastnn one array"),) + extras
             yield Case("optim", f"{name} step", layout, functools.partial(_optim, name, layout),
-                       extras=extras, has_out=False)
+                       extras=extras, has_out=False, n=SMALL_TOTAL if layout == "small1000" else 0)
