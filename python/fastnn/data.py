@@ -345,7 +345,7 @@ class PCA(_Eigenbasis):
         _unexpected_keys(state_dict, keys, "PCA")
         arrays = {k: _state_array(state_dict, k, "PCA") for k in keys[:5]}
         whiten, eps = _plain(state_dict, "whiten", "PCA"), _plain(state_dict, "eps", "PCA")
-        whiten = check_bool(whiten, \"whiten\")
+        whiten = check_bool(whiten, "whiten")
         comps, mean = arrays["components"], arrays["mean"]
         k = comps.shape[0] if comps.ndim == 2 else -1
         shape = tuple(int(s) for s in arrays["sample_shape"])
@@ -740,7 +740,7 @@ def tta_predict(model, x, *, flip=True, shift=0, channels_last=False, batch_size
     batches of ``batch_size``. Returns (N, classes) probabilities in x's dtype."""
     from .train import predict
 
-    flip = check_bool(flip, \"flip\")
+    flip = check_bool(flip, "flip")
     shift = check_int(shift, "shift", 0)
     _check_float_array(x, "x", 4)
     views = [x]

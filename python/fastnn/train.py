@@ -133,7 +133,7 @@ def predict(model, x, batch_size=256, *, probabilities=False):
     if not is_array(x):
         raise TypeError(f"x must be an array, got {type(x).__name__}")
     batch_size = check_int(batch_size, "batch_size", 1)
-    probabilities = check_bool(probabilities, \"probabilities\")
+    probabilities = check_bool(probabilities, "probabilities")
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"x must hold at least one sample, got shape {tuple(x.shape)}")
     xp = array_module(x)
@@ -260,7 +260,7 @@ def plot_history(history, path=None, *, log_loss=False, title=None):
     histories = {"": history} if isinstance(history, History) else history
     if not isinstance(histories, dict) or not all(isinstance(h, History) for h in histories.values()):
         raise TypeError("history must be a History or a dict of name -> History")
-    log_loss = check_bool(log_loss, \"log_loss\")
+    log_loss = check_bool(log_loss, "log_loss")
     Figure = _matplotlib_figure()
     metrics = []
     for h in histories.values():
@@ -421,7 +421,7 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
     if val_loader is not None:
         _batches(val_loader, "val_loader")
     epochs = check_int(epochs, "epochs", 1)
-    progress = check_bool(progress, \"progress\")
+    progress = check_bool(progress, "progress")
     functions = _metric_functions(metrics)
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise TypeError(f"early_stopping must be an EarlyStopping, got {type(early_stopping).__name__}")
@@ -958,7 +958,7 @@ def mc_predict(model, x, samples=20, *, batch_size=256, softmax=True):
         raise TypeError(f"x must be an array, got {type(x).__name__}")
     samples = check_int(samples, "samples", 1)
     batch_size = check_int(batch_size, "batch_size", 1)
-    softmax = check_bool(softmax, \"softmax\")
+    softmax = check_bool(softmax, "softmax")
     xp = array_module(x)
     total = total_sq = None
     with _modes(model, False, dropout=True):
