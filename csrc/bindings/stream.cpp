@@ -37,11 +37,11 @@ void stream_copy(py::handle src_obj, py::handle dst_obj) {
                                      fastnn::cpu::num_threads());
 }
 
-double stream_read(py::handle src_obj) {
+int64_t stream_read(py::handle src_obj) {
   const Arg src = float32_stream_arg(src_obj, "src", false);
   py::gil_scoped_release release;
-  return fastnn::cpu::kernels().stream.read(src.cdata<float>(), src.array.size(),
-                                            fastnn::cpu::num_threads());
+  return int64_t(fastnn::cpu::kernels().stream.read(src.cdata<float>(), src.array.size(),
+                                                    fastnn::cpu::num_threads()));
 }
 
 // The checked arrays of one list argument, all of size n (n < 0: the first sets it).
@@ -88,7 +88,7 @@ void bind_stream(py::module_& m) {
   m.def("stream_copy", &stream_copy, py::arg("src"), py::arg("dst"),
         "Memory floor: dst[:] = src, parallel streaming copy.");
   m.def("stream_read", &stream_read, py::arg("src"),
-        "Memory floor: read a float32 array once (returns its sum).");
+        "Memory floor: read a float32 array once (returns the XOR of its 32-bit words).");
   m.def("stream_pass", &stream_pass, py::arg("reads"), py::arg("writes") = py::list(),
         py::arg("inplace") = py::list(),
         "Memory floor of any one-pass pattern over float32 arrays of one size: s = sum of "

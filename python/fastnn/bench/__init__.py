@@ -24,8 +24,8 @@ def add_arguments(parser):
                         help=f"every family at {','.join(QUICK_SIZES)} elements, {QUICK_ROUNDS} "
                              "rounds (a smoke run, well under a minute)")
     parser.add_argument("--ops", metavar="PATTERN,...",
-                        help="only the cases whose family, op name or op matches one of these "
-                             "fnmatch patterns (e.g. 'gelu*,batch_norm,optim')")
+                        help="only the cases whose family, op name, op or layout matches one of "
+                             "these fnmatch patterns (e.g. 'gelu*,batch_norm,optim,NHWC')")
     parser.add_argument("--sizes", metavar="SIZE,...",
                         help=f"elements of each case's main array (default {','.join(DEFAULT_SIZES)})")
     parser.add_argument("--threads", type=int, help="threads for fastnn and PyTorch (default: all cores)")

@@ -16,6 +16,7 @@ FAMILIES = (
     "prelu_maxout",
     "dropout",
     "optim",
+    "threads",        # a NumPy matmul alternating with a kernel
 )
 
 
