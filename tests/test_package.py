@@ -57,7 +57,7 @@ def test_info_keys_and_types():
     assert isinstance(info, dict)
     expected = {
         "version", "backends", "simd", "simd_available", "threads",
-        "openmp", "cuda_devices", "cuda_built",
+        "cuda_devices", "cuda_built",
     }
     assert expected <= set(info), f"missing keys: {expected - set(info)}"
 
@@ -74,7 +74,6 @@ def test_info_keys_and_types():
     assert len(set(info["simd_available"])) == len(info["simd_available"])
 
     assert type(info["threads"]) is int and info["threads"] >= 1
-    assert type(info["openmp"]) is bool
     assert type(info["cuda_built"]) is bool
     assert type(info["cuda_devices"]) is int and info["cuda_devices"] >= 0
 
@@ -114,10 +113,9 @@ def test_default_simd_is_best_available():
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_set_num_threads_roundtrip(n, num_threads):
-    expected = n if fastnn.info()["openmp"] else 1  # a build without OpenMP runs one thread
     with num_threads(n):
-        assert fastnn.get_num_threads() == expected
-        assert fastnn.info()["threads"] == expected
+        assert fastnn.get_num_threads() == n
+        assert fastnn.info()["threads"] == n
 
 
 def test_set_num_threads_restores(num_threads):
@@ -141,8 +139,6 @@ def test_default_threads_honour_omp_num_threads():
 
 
 def test_default_threads_honour_omp_num_threads_2():
-    if not fastnn.info()["openmp"]:
-        pytest.skip("built without OpenMP")
     out = _run_python(
         "import fastnn; print(fastnn.get_num_threads(), fastnn.info()['threads'])",
         OMP_NUM_THREADS="2",

@@ -8,11 +8,12 @@
 #include "bindings/buffers.h"
 #include "bindings/module.h"
 #include "cpu/dispatch.h"
+#include "cpu/thread_pool.h"
 
 namespace py = pybind11;
 
 PYBIND11_MODULE(_cpu, m) {
-  m.doc() = "fastnn CPU kernels (OpenMP + SIMD). Use fastnn.functional, not this module.";
+  m.doc() = "fastnn CPU kernels (SIMD, fastnn's own worker threads). Use fastnn.functional, not this module.";
   // The setters throw std::invalid_argument, which pybind11 raises as ValueError.
   m.attr("__version__") = FASTNN_VERSION;
   m.attr("simd_built") = py::str(FASTNN_ISA_LIST).attr("split")(",");
@@ -25,7 +26,9 @@ PYBIND11_MODULE(_cpu, m) {
         "Use the kernels compiled for `name` (a level from simd_available()).");
   m.def("get_num_threads", &fastnn::cpu::num_threads);
   m.def("set_num_threads", &fastnn::cpu::set_num_threads, py::arg("n"));
-  m.def("has_openmp", &fastnn::cpu::has_openmp);
+  m.def("spin_microseconds", &fastnn::cpu::spin_microseconds,
+        "How long an idle worker thread looks for more work before it sleeps.");
+  m.def("set_spin_microseconds", &fastnn::cpu::set_spin_microseconds, py::arg("us"));
   m.def("stream_threshold", &fastnn::cpu::stream_threshold,
         "Elementwise passes over more bytes than this stream their output past the cache.");
   m.def("set_stream_threshold", &fastnn::cpu::set_stream_threshold, py::arg("bytes"),

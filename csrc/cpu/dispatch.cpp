@@ -2,14 +2,13 @@
 // (read by the Python package) or set_simd_level() may choose a lower one.
 #include "cpu/dispatch.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <stdexcept>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <string>
 
 namespace fastnn {
 namespace cpu {
@@ -95,12 +94,17 @@ const KernelTable* best_table() {
 
 std::atomic<const KernelTable*> g_table{best_table()};
 
+// OMP_NUM_THREADS if set (the variable users already set for every native library; its
+// first entry), else the cores this process may run on.
 int default_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();  // honours OMP_NUM_THREADS
-#else
-  return 1;
-#endif
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const long n = std::strtol(env, nullptr, 10);
+    if (n >= 1) return n < kMaxThreads ? int(n) : kMaxThreads;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n >= 1 ? int(n < kMaxThreads ? n : kMaxThreads) : 1;
 }
 
 std::atomic<int> g_threads{default_threads()};
@@ -141,20 +145,10 @@ void set_simd_level(const std::string& name) {
 int num_threads() { return g_threads.load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
-#ifdef _OPENMP
+  if (n < 1 || n > kMaxThreads)
+    throw std::invalid_argument("number of threads must be in [1, " + std::to_string(kMaxThreads) +
+                                "], got " + std::to_string(n));
   g_threads.store(n, std::memory_order_relaxed);
-#else
-  g_threads.store(1, std::memory_order_relaxed);  // a build without OpenMP runs one thread
-#endif
-}
-
-bool has_openmp() {
-#ifdef _OPENMP
-  return true;
-#else
-  return false;
-#endif
 }
 
 int64_t stream_threshold() { return g_stream_threshold.load(std::memory_order_relaxed); }

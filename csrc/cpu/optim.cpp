@@ -7,10 +7,6 @@
 // the same bits.
 #include <stdint.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
@@ -188,50 +184,34 @@ bool chunk_finite(const T* x, int64_t n) {
   return tail == tail;
 }
 
-// Runs work(w, team, barrier) on a team of workers (one when threads == 1); barrier()
-// waits for the whole team.
-template <class F>
-inline void team_run(int threads, const F& work) {
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    work(omp_get_thread_num(), omp_get_num_threads(), [] {
-#pragma omp barrier
-    });
-    return;
-  }
-#endif
-  work(0, 1, [] {});
-}
-
-// One team does the whole step: each worker scans the gradients of its share of the
-// tasks (when check_finite), the team waits, and unless some element was inf or NaN
-// each worker updates the same tasks last-first, finding the gradient chunks it read
-// last still in its cache. Returns false (nothing written) on a non-finite gradient.
+// The step in two passes over the same ranges of tasks: each worker scans the gradients
+// of its range (when check_finite), and unless some element was inf or NaN each worker
+// updates its range last-first, finding the gradient chunks scanned last still in cache.
+// Returns false (nothing written) on a non-finite gradient.
 template <class T>
 bool optim_step(const OptimArgs<T>& a) {
   const OptimScalars<T> s = optim_scalars<T>(a.hyper);
   Chunks chunks(a.sizes, a.count);
   const int64_t tasks = chunks.tasks();
   if (tasks == 0) return true;
-  int bad = 0;
-  const int threads = int(tasks < chunks.threads(a.threads) ? tasks : chunks.threads(a.threads));
-  team_run(threads, [&](int w, int team, const auto& barrier) {
-    const int64_t lo = tasks * w / team, hi = tasks * (w + 1) / team;
-    if (a.check_finite) {
+  const int threads = chunks.threads(a.threads);
+  if (a.check_finite) {
+    int bad = 0;
+    parallel_ranges(tasks, threads, [&](int64_t lo, int64_t hi, int) {
       for (int64_t t = lo; t < hi && !__atomic_load_n(&bad, __ATOMIC_RELAXED); ++t) {
         const Chunks::Piece p = chunks.piece(t, a.sizes);
         if (!chunk_finite(a.grad[p.i] + p.o, p.n)) __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
       }
-      barrier();
-      if (__atomic_load_n(&bad, __ATOMIC_RELAXED)) return;
-    }
+    });
+    if (bad) return false;
+  }
+  parallel_ranges(tasks, threads, [&](int64_t lo, int64_t hi, int) {
     for (int64_t t = hi - 1; t >= lo; --t) {
       const Chunks::Piece p = chunks.piece(t, a.sizes);
       step_chunk(a, s, p.i, p.o, p.n);
     }
   });
-  return !bad;
+  return true;
 }
 
 template <class T>

@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <new>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "cpu/thread_pool.h"
 #include "fastnn/config.h"
 
 FASTNN_CPU_NAMESPACE_BEGIN
@@ -21,43 +19,46 @@ inline int64_t chunk_length(int64_t t, int64_t n, int64_t chunk) {
   return rest < chunk ? rest : chunk;
 }
 
-// Runs body(t) for t in [0, n): contiguous ranges of tasks per thread.
-template <class F>
-inline void parallel_for(int64_t n, int threads, const F& body) {
-#ifdef _OPENMP
-  if (threads > 1 && n > 1) {
-    const int team = static_cast<int>(n < threads ? n : threads);
-#pragma omp parallel for schedule(static) num_threads(team)
-    for (int64_t t = 0; t < n; ++t) body(t);
-    return;
-  }
-#else
-  (void)threads;
-#endif
-  for (int64_t t = 0; t < n; ++t) body(t);
-}
-
-// The number of workers parallel_for_workers runs n tasks on.
+// The number of workers a pass of n tasks runs on.
 inline int workers(int64_t n, int threads) {
   return static_cast<int>(n < threads ? (n > 0 ? n : 1) : threads);
 }
 
-// body(t, w) for t in [0, n), w < workers(n, threads) the worker running it (for
-// scratch space per worker).
+// body(lo, hi, w) over contiguous ranges covering [0, n), one range per worker (team =
+// workers(n, threads)); w < team names the thread running it, for scratch space. The
+// ranges depend only on n and the team, and a late worker's range is run by another.
 template <class F>
-inline void parallel_for_workers(int64_t n, int threads, const F& body) {
-#ifdef _OPENMP
-  if (threads > 1 && n > 1) {
-#pragma omp parallel num_threads(workers(n, threads))
-    {
-      const int w = omp_get_thread_num();
-#pragma omp for schedule(static)
-      for (int64_t t = 0; t < n; ++t) body(t, w);
-    }
+inline void parallel_ranges(int64_t n, int threads, const F& body) {
+  const int team = workers(n, threads);
+  if (team <= 1) {
+    if (n > 0) body(int64_t(0), n, 0);
     return;
   }
-#endif
-  for (int64_t t = 0; t < n; ++t) body(t, 0);
+  struct Job {
+    const F* body;
+    int64_t n;
+    int team;
+  } job{&body, n, team};
+  run_blocks(team, team, [](void* ctx, int64_t b, int w) {
+    const Job& j = *static_cast<const Job*>(ctx);
+    (*j.body)(j.n * b / j.team, j.n * (b + 1) / j.team, w);
+  }, &job);
+}
+
+// body(t) for t in [0, n).
+template <class F>
+inline void parallel_for(int64_t n, int threads, const F& body) {
+  parallel_ranges(n, threads, [&body](int64_t lo, int64_t hi, int) {
+    for (int64_t t = lo; t < hi; ++t) body(t);
+  });
+}
+
+// body(t, w) for t in [0, n), w < workers(n, threads) the worker running it.
+template <class F>
+inline void parallel_for_workers(int64_t n, int threads, const F& body) {
+  parallel_ranges(n, threads, [&body](int64_t lo, int64_t hi, int w) {
+    for (int64_t t = lo; t < hi; ++t) body(t, w);
+  });
 }
 
 // Heap scratch for per-task partial results (plain aligned_alloc: no std templates

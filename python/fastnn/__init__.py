@@ -1,6 +1,6 @@
 """fastnn: native kernels for training neural networks.
 
-NumPy arrays run on the CPU kernels (OpenMP + SIMD), CuPy arrays on the CUDA kernels.
+NumPy arrays run on the CPU kernels (SIMD, multi-threaded), CuPy arrays on the CUDA kernels.
 See ``fastnn.functional`` (alias ``fastnn.F``) and ``fastnn.info()``.
 """
 
@@ -19,7 +19,8 @@ __all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num
 
 
 def set_num_threads(n):
-    """Threads the CPU kernels use (default: OMP_NUM_THREADS, else all cores).
+    """Threads the CPU kernels use (default: OMP_NUM_THREADS, else the cores this process
+    may run on).
     Results do not depend on it: work is split by the data's shape."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
@@ -57,7 +58,6 @@ def info():
         "simd_available": list(_cpu.simd_available()),
         "simd_built": list(_cpu.simd_built),
         "threads": get_num_threads(),
-        "openmp": _cpu.has_openmp(),
         "cuda_built": cuda_built,
         "cuda_devices": cuda_devices,
         "cached_bytes": _cpu.cached_bytes(),

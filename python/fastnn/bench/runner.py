@@ -124,7 +124,6 @@ def machine(torch, threads):
         "simd": info["simd"],
         "simd_available": info["simd_available"],
         "threads": threads,
-        "openmp": info["openmp"],
         "versions": {"fastnn": fastnn.__version__, "numpy": np.__version__,
                      "torch": torch.__version__ if torch else None,
                      "python": platform.python_version()},
