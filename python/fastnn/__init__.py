@@ -44,8 +44,20 @@ def empty_cache():
     _cpu.empty_cache()
 
 
+def _blas():
+    """The BLAS libraries loaded in this process (NumPy's, and any other's), as
+    threadpoolctl finds them: their threads compete with fastnn's for the cores."""
+    import threadpoolctl
+
+    return [{"library": lib.get("internal_api"), "version": lib.get("version"),
+             "threads": lib.get("num_threads"), "threading_layer": lib.get("threading_layer"),
+             "path": lib.get("filepath")}
+            for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
+
+
 def info():
-    """What this installation has: version, backends, SIMD level, threads, CUDA devices."""
+    """What this installation has: version, backends, SIMD level, threads, the BLAS
+    libraries loaded beside it (NumPy's) and their threads, CUDA devices."""
     try:
         cuda = _backend.cuda_module()
         cuda_built, cuda_devices = True, cuda.device_count()
@@ -58,6 +70,7 @@ def info():
         "simd_available": list(_cpu.simd_available()),
         "simd_built": list(_cpu.simd_built),
         "threads": get_num_threads(),
+        "blas": _blas(),
         "cuda_built": cuda_built,
         "cuda_devices": cuda_devices,
         "cached_bytes": _cpu.cached_bytes(),
