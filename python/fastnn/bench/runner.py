@@ -25,7 +25,6 @@ import time
 import numpy as np
 
 import fastnn
-
 from fastnn import _cpu
 
 SLOW_MARK = "*"
@@ -236,10 +235,10 @@ def _overhead(row):
         if k in row["overhead_us"])]
 
 
-def _ratio(value, flagged, digits=2):
+def _ratio(value, flagged):
     if value is None:
         return "-"
-    return f"{value:.{digits}f}" + (f" {FLAG_MARK}" if flagged else "")
+    return f"{value:.2f}" + (f" {FLAG_MARK}" if flagged else "")
 
 
 def table(rows, m, rounds, budget_s):
@@ -270,8 +269,8 @@ def table(rows, m, rounds, budget_s):
     beats = [r for r in rows if "beats_floor" in r["flags"]]
     slow_floors = [r for r in rows if "floor_slower_than_copy" in r["flags"]]
     lines.append(f"Floor checks: {FLAG_MARK} in / floor marks a kernel (its default or out= call) "
-                 f"faster than its floor by more "
-                 f"than {NOISE:.0%} in every round ({len(beats)} rows); {FLAG_MARK} in floor / copy a "
+                 f"faster than its floor by more than {NOISE:.0%} in every round ({len(beats)} rows); "
+                 f"{FLAG_MARK} in floor / copy a "
                  f"floor slower than a plain copy of the same bytes by more than {NOISE:.0%} in every "
                  f"round ({len(slow_floors)} rows). Either means the floor loop is not the least time "
                  "its traffic takes.")
