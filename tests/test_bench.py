@@ -24,21 +24,18 @@ def _arrays(result):
 
 def test_every_family_has_cases():
     assert {c.family for c in CASES} == {"batch_norm", "activations", "softmax_cross_entropy",
-                                         "prelu_maxout", "dropout", "optim", "threads"}
+                                         "prelu_maxout", "dropout", "optim", "threads", "training"}
     assert len({c.name for c in CASES}) == len(CASES)
 
 
-def test_fixed_cases_run_once_at_their_own_size():
+def test_cases_of_their_own_size_run_once():
     both = registry.cases([TINY, 2 * TINY])
-    fixed = [c for c in both if c.fixed]
-    assert [c.name for c in fixed] == [c.name for c in CASES if c.fixed]  # once, at the end
-    assert both[-len(fixed):] == fixed
-    assert {c.name for c in fixed} == {"adamw step small1000 256K", "sgd_momentum step small1000 256K",
-                                       "matmul + adamw step loop 100000", "matmul + gelu forward loop 256K"}
-    assert all(c.at(5) is c for c in fixed)
-    sized = [c for c in both if not c.fixed]
-    assert len(sized) == 2 * len([c for c in CASES if not c.fixed])
-    assert {c.n for c in sized} == {TINY, 2 * TINY}
+    own = [c for c in both if c.n not in (TINY, 2 * TINY)]
+    assert [c.name for c in own] == [c.name for c in CASES if c.n != TINY]  # once, at the end
+    assert both[-len(own):] == own
+    assert {"adamw step small1000 256K", "sgd_momentum step small1000 256K",
+            "matmul + adamw step loop 100000", "matmul + gelu forward loop 256K"} <= {c.name for c in own}
+    assert len(both) - len(own) == 2 * len([c for c in CASES if c.n == TINY])
 
 
 def test_softmax_cross_entropy_has_few_and_many_classes():
@@ -59,7 +56,7 @@ def test_small_tensor_optimizer_case_reports_overhead():
     assert len(sizes) == 1000 and sum(sizes) == 1 << 18 and min(sizes) >= 1
     assert sorted(sizes)[500] < 256 < max(sizes)  # mostly small vectors, a few big matrices
     case = registry.select(CASES, ["adamw step small1000*"])[0]
-    assert case.fixed and case.n == 1 << 18
+    assert case.n == 1 << 18
     assert case.extra_keys == ("fastnn_skip", "torch_foreach")
     assert case.build().overhead
 
@@ -111,8 +108,9 @@ def test_a_family_is_one_module_and_one_line(monkeypatch):
     assert [c.name for c in got if c.family == "fake"] == ["plus_one forward flat 1000",
                                                             "plus_one forward flat 2000"]
     first_size = [c.op for c in got if c.n == 1000]
-    # sizes one after another, the fixed cases last
-    assert first_size == [c.op for c in CASES if not c.fixed] + ["plus_one forward"]
+    sized = [c.op for c in CASES if c.n == TINY]
+    assert first_size == sized + ["plus_one forward"]  # sizes one after another
+    assert [c.op for c in got if c.family == "training"] == [c.op for c in CASES if c.family == "training"]
     (case,) = registry.select(got, ["plus_one"])[:1]
     assert case.n == 1000 and case.impl_names(False) == ["fastnn", "numpy", "floor"]
     np.testing.assert_array_equal(case.build().impls["fastnn"](), np.arange(1000) + 1)
@@ -318,3 +316,20 @@ def test_cli_plot_without_matplotlib_says_so(tmp_path, capsys, monkeypatch):
     assert main(["bench", "--quick", "--ops", "relu", "--plot", str(tmp_path / "p.png")]) == 2
     assert "needs matplotlib" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("model", ["digits_mlp", "mlp", "cnn"])
+def test_training_steps_agree_without_dropout(torch, model):
+    """The training family's fastnn, NumPy and PyTorch steps compute the same thing: with
+    dropout off, their losses agree over 5 steps (float32), so each one's backward and
+    AdamW update are right too. The fixed-size cases are timed once, at the model's batch."""
+    from fastnn.bench.families import training
+
+    case = [c for c in CASES if c.op == f"{model} step"][0]
+    assert case.n == int(np.prod(training.MODELS[model][0])) and case.impl_names(True) == [
+        "fastnn", "numpy", "torch", "floor"]
+    impls = training.build(model, torch, dropout=0.0).impls
+    losses = {name: [float(impls[name]()) for _ in range(5)] for name in ("fastnn", "numpy", "torch")}
+    assert losses["fastnn"][-1] < losses["fastnn"][0]  # it learns
+    for name in ("numpy", "torch"):
+        np.testing.assert_allclose(losses[name], losses["fastnn"], rtol=2e-4, err_msg=name)

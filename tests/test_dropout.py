@@ -1,6 +1,6 @@
 """Dropout (fastnn.functional.dropout / dropout_backward / dropout_mask) and fastnn.random.
 
-The mask rule of DESIGN.md is checked bit for bit against a Philox4x32-10 written here
+The mask rule of docs/design.md is checked bit for bit against a Philox4x32-10 written here
 in NumPy (uint64 arithmetic), itself checked against Random123's known answers.
 """
 

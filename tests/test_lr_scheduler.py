@@ -173,3 +173,66 @@ def test_scheduler_drives_the_optimizer_step():
         moves.append(float(before[0] - p.data[0]))
         sched.step()
     assert moves == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+class Warmup:
+    """A callable object: LambdaLR's state dict keeps its attributes (as torch's does)."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def __call__(self, epoch):
+        return min(1.0, (epoch + 1) / self.steps) * 0.95 ** epoch
+
+
+@pytest.mark.parametrize("per_group", [False, True])
+def test_lambda_lr_matches_torch(torch, per_group):
+    fo, to = pair(torch)
+    lambdas = [lambda e: 0.9 ** e, Warmup(7)] if per_group else (lambda e: 1 / (1 + 0.1 * e))
+    fs, ts = lr_scheduler.LambdaLR(fo, lambdas), torch.optim.lr_scheduler.LambdaLR(to, lambdas)
+    for _ in range(60):
+        assert lrs(fo) == lrs(to) and fs.get_last_lr() == ts.get_last_lr()
+        fo.step()
+        to.step()
+        fs.step()
+        ts.step()
+    with pytest.warns(UserWarning):  # torch deprecates step(epoch)
+        for epoch in (3, 40):
+            fs.step(epoch)
+            ts.step(epoch)
+            assert lrs(fo) == lrs(to)
+
+
+def test_lambda_lr_state_dict_through_fastnn_save(torch):
+    import fastnn
+
+    fo, _ = pair(torch)
+    warm = Warmup(5)
+    fs = lr_scheduler.LambdaLR(fo, [lambda e: 0.5 ** e, warm])
+    for _ in range(9):
+        fs.step()
+    state = fs.state_dict()
+    assert state["lr_lambdas"] == [None, {"steps": 5}] and "optimizer" not in state
+    buf = io.BytesIO()
+    fastnn.save({"sched": state, "optim": fo.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = fastnn.load(buf)
+    fo2, _ = pair(torch, lrs=(9.0, 9.0))
+    fo2.load_state_dict(ckpt["optim"])
+    warm2 = Warmup(100)
+    fs2 = lr_scheduler.LambdaLR(fo2, [lambda e: 0.5 ** e, warm2], last_epoch=8)
+    fs2.load_state_dict(ckpt["sched"])
+    assert warm2.steps == 5 and fs2.last_epoch == 9
+    for _ in range(10):
+        fs.step()
+        fs2.step()
+        assert lrs(fo2) == lrs(fo)
+
+
+def test_lambda_lr_errors():
+    opt = optim.SGD([{"params": [Parameter(np.zeros(2))]}, {"params": [Parameter(np.zeros(2))]}], lr=0.1)
+    with pytest.raises(ValueError, match="expected 2 lr_lambdas"):
+        lr_scheduler.LambdaLR(opt, [lambda e: 1.0])
+    with pytest.raises(TypeError, match=r"lr_lambda\[1\] must be callable"):
+        lr_scheduler.LambdaLR(opt, [lambda e: 1.0, 0.5])
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1]

@@ -574,6 +574,17 @@ def test_parameter_errors():
         p.grad = np.ones((2, 3), np.float32)
     with pytest.raises(TypeError, match="grad must be None or a numpy.ndarray"):
         p.grad = [[1.0] * 3] * 2
+    # the layout is checked where the gradient is assigned, not at optimizer.step()
+    with pytest.raises(ValueError, match="grad must be C-contiguous, writeable and aligned"):
+        p.grad = np.ones((3, 2)).T
+    read_only = np.ones((2, 3))
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="grad must be C-contiguous, writeable and aligned"):
+        p.grad = read_only
+    unaligned = np.frombuffer(bytearray(8 * 6 + 1), np.uint8)[1:].view(np.float64).reshape(2, 3)
+    assert not unaligned.flags.aligned
+    with pytest.raises(ValueError, match="grad must be C-contiguous, writeable and aligned"):
+        p.grad = unaligned
     assert p.grad is None
 
 
@@ -588,9 +599,6 @@ def test_step_errors_write_nothing():
     assert (a.data == 1).all() and opt.state == {}
     b.data = np.ones((2, 2), np.float32)
     with pytest.raises(TypeError, match=r"param_groups\[1\].*dtype float64"):
-        opt.step()
-    b.data, b.grad = np.ones(4), np.ones(8)[::2]
-    with pytest.raises(ValueError, match="C-contiguous"):
         opt.step()
     assert (a.data == 1).all() and opt.state == {}
 
@@ -610,3 +618,26 @@ def test_aliased_state_is_refused():
     with pytest.raises(ValueError, match="overlaps"):
         optim.SGD([r], lr=0.1).step()
     assert (r.data == 1).all()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_frozen_and_gradless_parameters_are_untouched(case):
+    """requires_grad=False (even with a gradient set) and grad None: the parameter and
+    its state are left alone, as torch leaves them; the others are updated as usual."""
+    name, i = case
+    cls, _, kws = GRID[name]
+    live, frozen, gradless = (Parameter(np.full(4, v)) for v in (1.0, 2.0, 3.0))
+    frozen.requires_grad_(False)
+    opt = cls([live, frozen, gradless], **kws[i])
+    for _ in range(3):
+        live.grad, frozen.grad = np.full(4, 0.5), np.full(4, 0.5)
+        opt.step()
+    assert (frozen.data == 2).all() and (gradless.data == 3).all()
+    assert frozen not in opt.state and gradless not in opt.state
+    assert not (live.data == 1).all()
+    alone = Parameter(np.full(4, 1.0))
+    ref = cls([alone], **kws[i])
+    for _ in range(3):
+        alone.grad = np.full(4, 0.5)
+        ref.step()
+    np.testing.assert_array_equal(live.data, alone.data)  # the frozen ones changed nothing for the others

@@ -146,8 +146,8 @@ ActivationKernels<T> activation_kernels() {
 }  // namespace
 
 void fill_activations(KernelTable& table) {
-  table.act_f32 = activation_kernels<float>();
-  table.act_f64 = activation_kernels<double>();
+  table.activations.f32 = activation_kernels<float>();
+  table.activations.f64 = activation_kernels<double>();
 }
 
 FASTNN_CPU_NAMESPACE_END

@@ -1,10 +1,10 @@
 // PReLU and Maxout on the CPU, compiled once per instruction set (CMakeLists.txt).
 // The formulas live in fastnn/channel_activation_math.h.
 //
-// Both view x as (outer, C, inner) (cpu::BnShape). Work is cut into tasks fixed by
-// the shape; the thread count only decides who runs which task. The PReLU weight
-// gradient is summed in float64 per task (16 lanes or per column, by the shape) and
-// merged in a fixed order, so its bits do not depend on the thread count or the
+// Both view x as (outer, C, inner) (BnShape, ops/launch.h). Work is cut into tasks
+// fixed by the shape; the thread count only decides who runs which task. The PReLU
+// weight gradient is summed in float64 per task (16 lanes or per column, by the shape)
+// and merged in a fixed order, so its bits do not depend on the thread count or the
 // instruction set; everything else is elementwise.
 #include <stdint.h>
 #include <string.h>
@@ -367,8 +367,8 @@ template <class T> ChannelActivationKernels<T> channel_activation_kernels() {
 }  // namespace
 
 void fill_channel_activations(KernelTable& table) {
-  table.chact_f32 = channel_activation_kernels<float>();
-  table.chact_f64 = channel_activation_kernels<double>();
+  table.channel_activations.f32 = channel_activation_kernels<float>();
+  table.channel_activations.f64 = channel_activation_kernels<double>();
 }
 
 FASTNN_CPU_NAMESPACE_END

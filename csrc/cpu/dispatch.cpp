@@ -13,24 +13,15 @@
 namespace fastnn {
 namespace cpu {
 
-// Every kernel family, one line each: its source defines fill_<family>(KernelTable&)
-// once per instruction set.
-#define FASTNN_FOR_EACH_FAMILY(X) \
-  X(batch_norm)                   \
-  X(stream)                       \
-  X(dropout)                      \
-  X(channel_activations)          \
-  X(activations)                  \
-  X(optim)                        \
-  /* (each line ends in a backslash) */
-
-#define FASTNN_DECLARE_FILL(family) void fill_##family(KernelTable& table);
-#define FASTNN_CALL_FILL(family) fill_##family(table);
+// Each family's source defines fill_<family>(KernelTable&) once per instruction set
+// (the list: csrc/families.h).
+#define FASTNN_DECLARE_FILL(family, Table) void fill_##family(KernelTable& table);
+#define FASTNN_CALL_FILL(family, Table) fill_##family(table);
 // level::fill_all(table) fills every family with that level's kernels.
 #define FASTNN_DEFINE_LEVEL(level)                                          \
   namespace level {                                                         \
-  FASTNN_FOR_EACH_FAMILY(FASTNN_DECLARE_FILL)                               \
-  void fill_all(KernelTable& table) { FASTNN_FOR_EACH_FAMILY(FASTNN_CALL_FILL) } \
+  FASTNN_FAMILIES(FASTNN_DECLARE_FILL)                                      \
+  void fill_all(KernelTable& table) { FASTNN_FAMILIES(FASTNN_CALL_FILL) }   \
   }
 FASTNN_DEFINE_LEVEL(baseline)
 #ifdef FASTNN_HAVE_AVX2

@@ -1,6 +1,6 @@
-// Dropout on the CPU: the Philox generator (fastnn/philox.h) run on 32 counters at
-// once, so one step of 128 elements (32 blocks of 4 words) makes 128 mask bits, and
-// the same pass scales the data. Tasks are fixed runs of elements, so the bits and
+// Dropout on the CPU: the Philox generator (fastnn/philox.h; the mask rule in
+// fastnn/dropout_math.h) run on 32 counters at once, so one step of 128 elements (32
+// blocks of 4 words) makes 128 mask bits, and the same pass scales the data. Tasks are fixed runs of elements, so the bits and
 // the results never depend on the thread count or the instruction set.
 #include <stdint.h>
 #include <string.h>
@@ -8,7 +8,7 @@
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
-#include "fastnn/philox.h"
+#include "fastnn/dropout_math.h"
 
 FASTNN_CPU_NAMESPACE_BEGIN
 namespace {

@@ -229,8 +229,8 @@ bool optim_all_finite(const T* const* arrays, const int64_t* sizes, int64_t coun
 }  // namespace
 
 void fill_optim(KernelTable& table) {
-  table.optim_f32 = {&optim_step<float>, &optim_all_finite<float>};
-  table.optim_f64 = {&optim_step<double>, &optim_all_finite<double>};
+  table.optim.f32 = {&optim_step<float>, &optim_all_finite<float>};
+  table.optim.f64 = {&optim_step<double>, &optim_all_finite<double>};
 }
 
 FASTNN_CPU_NAMESPACE_END

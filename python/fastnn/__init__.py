@@ -12,21 +12,19 @@ from . import functional
 from . import functional as F
 from . import random
 from . import nn, optim
+from . import init
+from .serialization import load, save
 
 __version__ = _cpu.__version__
 __all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "empty_cache",
-           "__version__"]
+           "__version__", "init", "random", "save", "load"]
 
 
 def set_num_threads(n):
     """Threads the CPU kernels use (default: OMP_NUM_THREADS, else the cores this process
     may run on).
     Results do not depend on it: work is split by the data's shape."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _cpu.set_num_threads(n)
+    _cpu.set_num_threads(n)  # an int or NumPy integer in range, else TypeError/ValueError naming n
 
 
 def get_num_threads():

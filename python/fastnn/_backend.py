@@ -32,20 +32,25 @@ def _on_gpu(a):
 
 
 def select(op, **arrays):
-    """The module that runs `op` on these arrays (name -> array or None, x first)."""
-    gpu = [name for name, a in arrays.items() if a is not None and _on_gpu(a)]
-    if not gpu:
-        return _cpu  # it checks that every array is a numpy.ndarray
-    host = [name for name, a in arrays.items() if a is not None and not _on_gpu(a)]
-    if host:
-        raise TypeError(
-            f"{op}: {', '.join(gpu)} on the GPU (CuPy) but {', '.join(host)} not; "
-            "all arrays of one call must live on the same device"
-        )
-    cuda = cuda_module()
-    if not hasattr(cuda, op):
-        raise NotImplementedError(
-            f"{op} has no CUDA kernel in this version of fastnn yet; "
-            "pass NumPy arrays (cupy.asnumpy) to run it on the CPU"
-        )
-    return cuda
+    """The module that runs `op` on these arrays (name -> array or None).
+
+    Device arrays go to the CUDA module when it has a kernel for `op`. Otherwise they
+    go to _cpu too: it checks every argument as for host arrays (views of each array,
+    one device for all, dtypes, shapes) and then calls refuse_device_arrays."""
+    if any(a is not None and _on_gpu(a) for a in arrays.values()):
+        try:
+            cuda = cuda_module()
+        except RuntimeError:
+            return _cpu
+        if hasattr(cuda, op):
+            return cuda
+    return _cpu
+
+
+def refuse_device_arrays(op):
+    """Called by _cpu once the arguments of `op` passed their checks but live on the GPU."""
+    cuda_module()  # RuntimeError when the CUDA module is missing
+    raise NotImplementedError(
+        f"{op} has no CUDA kernel in this version of fastnn yet; "
+        "pass NumPy arrays (cupy.asnumpy) to run it on the CPU"
+    )

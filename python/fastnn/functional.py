@@ -1,14 +1,19 @@
 """The functional API: ``fastnn.functional`` (alias ``fastnn.F``).
 
 Every function takes NumPy arrays (CPU kernels) or CuPy arrays (CUDA kernels),
-float32 or float64, all of one dtype, C-contiguous. ``out=`` takes one array (the
+float32 or float64, all of one dtype, C-contiguous; a ``fastnn.nn.Parameter`` is taken
+wherever an array is (its ``.data`` is used). ``out=`` takes one array (the
 first result) or a tuple with an array or None per result; results are returned in
 those arrays. Bad input raises TypeError or ValueError naming the argument, before
 anything is written.
 """
 
+import functools
 import numbers
+import types
 from collections import namedtuple
+
+import numpy as np
 
 from . import _backend
 from . import random as _random
@@ -56,7 +61,8 @@ def _activation(activation):
 
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=True,
-                       momentum=0.1, eps=1e-5, channel_axis=1, activation=None, out=None):
+                       momentum=0.1, eps=1e-5, channel_axis=1, activation=None,
+                       num_batches_tracked=None, out=None):
     """Batch normalization (Ioffe & Szegedy 2015), forward.
 
     x: (N, C, *spatial) with channel_axis=1, or (N, *spatial, C) with channel_axis=-1.
@@ -75,15 +81,48 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
     activation='relu' fuses a ReLU into the same pass: y = max(that, 0) (+0 for
     values <= 0, NaN stays NaN), bitwise what the two steps give. mean and invstd are
     the batch norm's as before; keep y for batch_norm_backward(..., activation='relu').
+
+    num_batches_tracked: None, or the count of batches the running statistics have
+    seen, a 0-d int64 array (BatchNorm's buffer of that name); training with running
+    statistics adds 1 to it in place, after the update, as the layers do.
+    momentum=None: the running statistics are the cumulative (equal-weight) average of
+    every batch's statistics, torch's BatchNorm(momentum=None): this batch counts with
+    weight 1 / (num_batches_tracked + 1). torch's functional batch_norm has no count and
+    refuses momentum=None; here the count is passed, so the functional form and the
+    layers agree. Training with running statistics and momentum=None without
+    num_batches_tracked is a ValueError; in eval, or without running statistics,
+    momentum is not used and None is fine.
     """
     y, mean, invstd = _outs(out, ("y", "mean", "invstd"))
+    tracking = bool(training) and (running_mean is not None or running_var is not None)
+    if num_batches_tracked is not None:
+        _check_count(num_batches_tracked)
+    if momentum is None:
+        if tracking and num_batches_tracked is None:
+            raise ValueError("momentum=None (the cumulative average of the batch statistics) needs "
+                             "num_batches_tracked, the count of batches seen so far")
+        momentum = 1.0 / (int(num_batches_tracked) + 1) if tracking else 0.0
     backend = _backend.select("batch_norm_forward", x=x, weight=weight, bias=bias,
                               running_mean=running_mean, running_var=running_var,
                               y=y, mean=mean, invstd=invstd)
-    return BatchNormOutput(*backend.batch_norm_forward(
+    result = BatchNormOutput(*backend.batch_norm_forward(
         x, weight, bias, running_mean, running_var, bool(training),
         _float(momentum, "momentum"), _float(eps, "eps"), _axis(channel_axis),
         _activation(activation), y, mean, invstd))
+    if tracking and num_batches_tracked is not None:
+        num_batches_tracked += 1
+    return result
+
+
+def _check_count(count):
+    if not (isinstance(count, np.ndarray) or hasattr(count, "__cuda_array_interface__")):
+        raise TypeError(f"num_batches_tracked must be a 0-d int64 array or None, got {type(count).__name__}")
+    if count.dtype != np.int64:
+        raise TypeError(f"num_batches_tracked must have dtype int64, got {count.dtype}")
+    if count.shape != ():
+        raise ValueError(f"num_batches_tracked must have shape (), got {count.shape}")
+    if isinstance(count, np.ndarray) and not count.flags.writeable:
+        raise ValueError("num_batches_tracked is read-only; it is incremented in place")
 
 
 def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1,
@@ -129,13 +168,23 @@ def _seed_offset(seed, offset, generator, n):
     return _random.check_u64(seed, "seed"), _random.check_u64(offset, "offset")
 
 
+def _element_count(x):
+    """x.size for an array the kernels take; for anything else (a torch tensor, a list) a
+    TypeError naming x, before a generator moves."""
+    size = getattr(x, "size", None)
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise TypeError(f"x must be a numpy.ndarray or a CuPy array, got {type(x).__name__}")
+    return int(size)
+
+
 def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out=None):
     """Inverted dropout: returns DropoutOutput(y, mask).
 
     Each element is zeroed with probability p and the kept ones are scaled by
-    1 / (1 - p), so E[y] = x. The keep mask follows DESIGN.md's rule: element i is
-    kept iff word i % 4 of Philox4x32-10(key=seed, counter=(i // 4, offset)) is
-    >= round(p * 2**32); it is the same for any thread count, SIMD level or device.
+    1 / (1 - p), so E[y] = x. The keep mask follows the rule in docs/design.md:
+    element i is kept iff word i % 4 of Philox4x32-10(key=seed, counter=(i // 4,
+    offset)) is >= round(p * 2**32); it is the same for any thread count, SIMD level or
+    device.
     mask: uint8, (x.size + 7) // 8 bytes, element i is bit i % 8 of byte i // 8
     (numpy.packbits(keep, bitorder='little')); bits past x.size are 0.
 
@@ -151,7 +200,7 @@ def dropout(x, p=0.5, *, seed=None, offset=0, training=True, generator=None, out
     if not 0 <= p <= 1:  # before the generator moves
         raise ValueError(f"p must be in [0, 1], got {p}")
     if training:
-        seed, offset = _seed_offset(seed, offset, generator, int(getattr(x, "size", 0)))
+        seed, offset = _seed_offset(seed, offset, generator, _element_count(x))
     else:
         seed, offset = (0, 0) if seed is None else _seed_offset(seed, offset, generator, 0)
     backend = _backend.select("dropout", x=x, y=y, mask=mask)
@@ -378,3 +427,80 @@ __all__ += [
     "tanh", "tanh_backward", "silu", "silu_backward", "softplus", "softplus_backward",
     "softmax_cross_entropy", "softmax_cross_entropy_backward",
 ]
+
+
+# ------------------------------------------------------------------- softmax
+
+def _float_array(x, name):
+    """The array module of x (numpy or cupy); TypeError unless x is a float32/float64 array."""
+    if isinstance(x, np.ndarray):
+        xp = np
+    elif hasattr(x, "__cuda_array_interface__"):
+        import cupy as xp
+    else:
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+    return xp
+
+
+def _dim(x, dim):
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
+        raise ValueError(f"dim must be in [-{max(x.ndim, 1)}, {max(x.ndim, 1)}) for x of shape {x.shape}, got {dim}")
+    return int(dim)
+
+
+def softmax(x, dim=-1):
+    """exp(x) / sum(exp(x)) along dim, computed as exp(x - max) / sum(exp(x - max)), so any
+    finite x is safe. A row holding NaN gives NaN. Returns a new array of x's dtype."""
+    xp = _float_array(x, "x")
+    dim = _dim(x, dim)
+    e = xp.exp(x - x.max(axis=dim, keepdims=True))
+    e /= e.sum(axis=dim, keepdims=True)
+    return e
+
+
+def log_softmax(x, dim=-1):
+    """log(softmax(x)) along dim, as (x - max) - log(sum(exp(x - max))): accurate where
+    softmax underflows to 0 (log_softmax stays finite)."""
+    xp = _float_array(x, "x")
+    dim = _dim(x, dim)
+    shifted = x - x.max(axis=dim, keepdims=True)
+    shifted -= xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+    return shifted
+
+
+__all__ += ["softmax", "log_softmax"]
+
+
+# ------------------------------------------------------- Parameters as arrays
+# Every public function takes a fastnn.nn.Parameter wherever it takes an array (its
+# .data), also inside out=(...). Done here, once, around each function. The layers,
+# which always pass arrays, call the unwrapped functions (``raw``) and skip that step.
+
+def _unwrap(value, parameter):
+    if isinstance(value, parameter):
+        return value.data
+    if isinstance(value, tuple):
+        return tuple(v.data if isinstance(v, parameter) else v for v in value)
+    return value
+
+
+def _accepting_parameters(fn, parameter):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return fn(*[_unwrap(a, parameter) for a in args],
+                  **{k: _unwrap(v, parameter) for k, v in kwargs.items()})
+    return call
+
+
+_FUNCTIONS = [name for name in __all__ if name not in ("BatchNormOutput", "DropoutOutput")]
+raw = types.SimpleNamespace(**{name: globals()[name] for name in _FUNCTIONS})
+
+from .nn.parameter import Parameter  # noqa: E402 (after raw: fastnn.nn's layers import it)
+
+for _name in _FUNCTIONS:
+    globals()[_name] = _accepting_parameters(globals()[_name], Parameter)
+del _name

@@ -1,7 +1,7 @@
 """Seeds for fastnn's counter-based random numbers (``fastnn.random``).
 
 Dropout masks come from Philox4x32-10 keyed by a 64-bit ``seed`` at a 64-bit
-``offset`` (see DESIGN.md's mask rule): the mask of a call depends only on
+``offset`` (the mask rule in docs/design.md): the mask of a call depends only on
 (seed, offset, element index), never on threads, SIMD level or device. A
 :class:`Generator` holds (seed, offset) and hands each call a fresh offset, moving on
 by ``ceil(n / 4)`` (the Philox blocks an n-element call uses), so no two calls share
@@ -16,7 +16,9 @@ import numbers
 import os
 import threading
 
-__all__ = ["Generator", "default_generator", "seed", "manual_seed", "initial_seed"]
+import numpy as np
+
+__all__ = ["Generator", "default_generator", "seed", "manual_seed", "initial_seed", "fresh_seed"]
 
 _U64_MAX = 2**64 - 1
 
@@ -92,6 +94,13 @@ class Generator:
         with self._lock:
             self._seed, self._offset = seed, offset
 
+    def __getstate__(self):  # copy.deepcopy / pickle: the state, not the lock
+        return self.get_state()
+
+    def __setstate__(self, state):
+        self._lock = threading.Lock()
+        self._seed, self._offset = state
+
     def __repr__(self):
         return f"Generator(seed={self._seed}, offset={self._offset})"
 
@@ -110,3 +119,11 @@ manual_seed = seed
 def initial_seed():
     """The global generator's seed."""
     return default_generator.seed
+
+
+def fresh_seed():
+    """A new 64-bit seed derived from the global generator, which moves on: what is
+    seeded from it (layer initialization, a Dropout layer's generator) is reproducible
+    after :func:`seed` and differs from call to call."""
+    seed_, offset = default_generator.draw(4)
+    return int(np.random.SeedSequence([seed_, offset]).generate_state(1, np.uint64)[0])

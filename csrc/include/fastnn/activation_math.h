@@ -398,6 +398,9 @@ template <class T> struct LeakyRelu {
 };
 
 // ELU and SELU: scale * (x > 0 ? x : alpha * expm1(x)); f' = scale * alpha * exp(x) below 0.
+// SELU's constants (Klambauer et al. 2017), for both passes.
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
 template <class T> struct Elu {
   T alpha, scale, alpha_scale;
   template <class V> FASTNN_VM V forward(const V& x) const {

@@ -65,6 +65,17 @@ FASTNN_HD NormalizeParams<T> normalize_params(double mean, double invstd, double
 
 FASTNN_HD double bn_invstd(double biased_var, double eps) { return 1.0 / sqrt(biased_var + eps); }
 
+// The running statistics after a training step over `count` values per channel (> 1),
+// as torch updates them: running = (1 - momentum) * running + momentum * batch, with the
+// unbiased variance biased_var * m / (m - 1) for running_var. In float64, rounded once
+// to T.
+template <class T>
+FASTNN_HD void bn_update_running(T& running_mean, T& running_var, double mean, double biased_var,
+                                 double count, double momentum) {
+  running_mean = T((1 - momentum) * double(running_mean) + momentum * mean);
+  running_var = T((1 - momentum) * double(running_var) + momentum * biased_var * count / (count - 1));
+}
+
 // V is T, or a CPU vector of T (the scalars broadcast).
 template <class V, class T>
 FASTNN_HD V bn_normalize(V x, const NormalizeParams<T>& p) {

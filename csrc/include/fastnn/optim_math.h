@@ -23,9 +23,44 @@ struct OptimHyper {
   double eps, grad_scale;
   bool maximize, nesterov, decoupled, amsgrad, centered;
 };
+
+// A parameter's state arrays, by slot (state[slot][i] in the kernels' arguments), with
+// torch.optim's names; null where a rule has no such slot.
+constexpr int kOptimSlots = 3;
+constexpr const char* kOptimSlotNames[4][kOptimSlots] = {
+    {"momentum_buffer", nullptr, nullptr},          // SGD
+    {"sum", nullptr, nullptr},                      // Adagrad
+    {"square_avg", "grad_avg", "momentum_buffer"},  // RMSprop
+    {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},    // Adam
+};
+// A parameter's step-dependent scalars (float64, computed by the caller as torch does
+// on the host), by slot (coef[slot][i]).
+constexpr int kOptimScalars = 2;
+constexpr const char* kOptimScalarNames[4][kOptimScalars] = {
+    {nullptr, nullptr},
+    {"neg_clr", nullptr},                          // -lr / (1 + (step - 1) * lr_decay)
+    {nullptr, nullptr},
+    {"neg_step_size", "bias_correction2_sqrt"},    // -lr / (1 - beta1^step), sqrt(1 - beta2^step)
+};
 }  // namespace fastnn
 
 FASTNN_NAMESPACE_BEGIN
+
+// torch: SGD uses momentum when != 0, RMSprop when > 0.
+FASTNN_HD bool optim_uses_momentum(const OptimHyper& h) {
+  return h.rule == kOptimSgd ? h.momentum != 0 : h.momentum > 0;
+}
+
+// Whether the update reads and writes state slot `slot` with these hyper-parameters.
+FASTNN_HD bool optim_slot_used(const OptimHyper& h, int slot) {
+  switch (h.rule) {
+    case kOptimSgd: return slot == 0 && optim_uses_momentum(h);
+    case kOptimAdagrad: return slot == 0;
+    case kOptimRmsprop: return slot == 0 || (slot == 1 && h.centered) || (slot == 2 && optim_uses_momentum(h));
+    case kOptimAdam: return slot < 2 || (slot == 2 && h.amsgrad);
+  }
+  return false;
+}
 
 FASTNN_HD float optim_div(float a, float b) { return a / b; }
 FASTNN_HD double optim_div(double a, double b) { return a / b; }
@@ -66,8 +101,7 @@ FASTNN_HD OptimScalars<T> optim_scalars(const OptimHyper& h) {
   s.scaled = h.grad_scale != 1.0;
   s.maximize = h.maximize;
   s.has_wd = h.weight_decay != 0;
-  // torch: SGD uses momentum when != 0, RMSprop when > 0.
-  s.use_momentum = h.rule == kOptimSgd ? h.momentum != 0 : h.momentum > 0;
+  s.use_momentum = optim_uses_momentum(h);
   s.nesterov = h.nesterov;
   s.decoupled = h.decoupled;
   s.amsgrad = h.amsgrad;

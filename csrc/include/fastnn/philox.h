@@ -1,7 +1,8 @@
 // Philox4x32-10 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as
 // 1, 2, 3", SC 2011): a counter-based generator. Four 32-bit counter words and a
 // 64-bit key give four random words; the same (key, counter) gives the same words on
-// every backend, so a dropout mask depends only on (seed, offset, element index).
+// every backend, so a dropout mask depends only on (seed, offset, element index)
+// (fastnn/dropout_math.h).
 //
 // One implementation for both backends: V is uint32_t (CUDA, scalar callers) or a CPU
 // vector of uint32 lanes (cpu/simd.h's Vec16<uint32_t>, which supplies its own
@@ -49,16 +50,6 @@ FASTNN_HD void philox4x32_10(V (&c)[4], uint32_t k0, uint32_t k1) {
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-}
-
-// The dropout threshold: element kept iff its word r >= round(p * 2**32) (half to
-// even, like Python's round). Returned as 64 bits: 2**32 means nothing is kept.
-FASTNN_HD uint64_t dropout_threshold(double p) {
-  const double t = p * 4294967296.0;  // exact: a power-of-two scale
-  double r = double(uint64_t(t));     // t >= 0: truncation is floor
-  const double frac = t - r;
-  if (frac > 0.5 || (frac == 0.5 && uint64_t(r) % 2 == 1)) r += 1.0;
-  return uint64_t(r);
 }
 
 FASTNN_NAMESPACE_END

@@ -14,8 +14,8 @@ callable with no argument, in this order:
   floor        native streaming passes with the case's own traffic (Floor)
 
 Every implementation returns what it computed, so tests can check they agree.
-Sizes count the elements of the case's main array; a fixed case (a real model's
-parameter list, a training loop's shapes) has its own size and is run once.
+Sizes count the elements of the case's main array; a case made with its own size (a
+model's batch, a real model's parameter list, a loop's shapes) runs once at it.
 
 The cases themselves live in the family modules of ``fastnn.bench.families``: each
 has a ``cases()`` giving its Cases without a size (see that package to add one).
@@ -130,13 +130,13 @@ class Case:
     extras: tuple = ()  # (key, label) of each other variant the table shows
     has_out: bool = True  # fastnn takes out= (optimizers update in place)
     torch_out: bool = False  # torch has an out= form of the op
-    n: int = 0         # elements of the main array (0: a family's case before sizing)
-    fixed: bool = False  # n is the case's own: at() keeps it, and it runs once
+    n: int = 0         # elements of the main array (0: a family's case before sizing; set:
+                       # the case's own size, run once whatever the sizes asked)
     dtype: str = "float32"
 
     def at(self, n):
-        """This case at n elements (a fixed case: itself)."""
-        return self if self.fixed else dataclasses.replace(self, n=n)
+        """This case at n elements."""
+        return dataclasses.replace(self, n=n)
 
     @property
     def size(self):
@@ -182,13 +182,12 @@ def image(n, layout, generator):
 # --------------------------------------------------------------------------- registry
 
 def cases(sizes):
-    """Every family's cases at each size (elements of the main array), size by size,
-    then the fixed cases once each."""
+    """Every family's cases at each size (elements of the main array), size by size;
+    then the cases a family made with their own size (n set: a model's batch), once."""
     from . import families
 
     unsized = [case for module in families.modules() for case in module.cases()]
-    return ([case.at(n) for n in sizes for case in unsized if not case.fixed]
-            + [case for case in unsized if case.fixed])
+    return [case.at(n) for n in sizes for case in unsized if not case.n] + [case for case in unsized if case.n]
 
 
 def select(all_cases, patterns):

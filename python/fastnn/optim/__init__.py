@@ -129,7 +129,8 @@ class Optimizer:
                         p.grad.fill(0)
 
     def step(self, closure=None):
-        """One update of every parameter that has a gradient. Returns True, or False
+        """One update of every parameter that has a gradient and requires_grad (the
+        others, and their state, are left untouched, as torch does). Returns True, or False
         when a group with skip_if_nonfinite found inf or NaN in a gradient: then no
         parameter, state or step count changed. A closure, if given, is called first
         (to recompute the gradients); its loss is not returned."""
@@ -140,7 +141,7 @@ class Optimizer:
             by_dtype = {}
             for pi, p in enumerate(group["params"]):
                 g, d = p._grad, p._data  # noqa: SLF001 (hot loop: no property calls)
-                if g is None:
+                if g is None or not p.requires_grad:  # left untouched, as torch does
                     continue
                 if not (isinstance(g, np.ndarray) and g.dtype == d.dtype and g.shape == d.shape
                         and g.flags.c_contiguous):
@@ -163,12 +164,12 @@ class Optimizer:
         """One native call; False (and nothing changed) if check_finite found inf/NaN."""
         states = [self.state.get(p, {}) for p in ps]
         fresh = []  # (parameter, state name, new array): kept once the kernel ran
-        arrays, coef0, coef1, has_state, hyper = self._prepare(group, ps, states, fresh)
-        hyper.update(lr=float(group["lr"]), eps=float(group.get("eps", 0.0)),
-                     weight_decay=float(group["weight_decay"]), maximize=bool(group["maximize"]),
+        state, scalars, has_state, hyper = self._prepare(group, ps, states, fresh)
+        hyper.update(lr=float(group["lr"]), weight_decay=float(group["weight_decay"]),
+                     maximize=bool(group["maximize"]),
                      grad_scale=1.0 if group["grad_scale"] is None else float(group["grad_scale"]))
-        if not _cpu.optim_step(self._rule, [p._data for p in ps], [p._grad for p in ps], arrays,
-                               coef0, coef1, has_state, hyper, check_finite):
+        if not _cpu.optim_step(self._rule, [p._data for p in ps], [p._grad for p in ps], state,
+                               scalars, has_state, hyper, check_finite):
             return False
         for p, key, value in fresh:
             self.state[p][key] = value
@@ -179,8 +180,10 @@ class Optimizer:
         return True
 
     def _prepare(self, group, ps, states, fresh):
-        """The native call's state lists, per-parameter coefficients, has_state flags
-        and rule-specific hyper-parameters. New state arrays go to ``fresh``."""
+        """The native call's rule-specific arguments, all named: the state arrays the
+        update uses ({name: [array per parameter]}), the per-parameter scalars ({name:
+        [float per parameter]}), has_state flags (SGD) and the hyper-parameters besides
+        lr, weight_decay, maximize and grad_scale. New state arrays go to ``fresh``."""
         raise NotImplementedError
 
     @staticmethod
@@ -320,7 +323,7 @@ class SGD(Optimizer):
                     fresh.append((p, "momentum_buffer", bufs[-1]))
         hyper = dict(momentum=float(group["momentum"]), dampening=float(group["dampening"]),
                      nesterov=bool(group["nesterov"]))
-        return [bufs, [], []], [], [], has, hyper
+        return ({"momentum_buffer": bufs} if group["momentum"] != 0 else {}), {}, has, hyper
 
 
 class Adagrad(Optimizer):
@@ -346,7 +349,7 @@ class Adagrad(Optimizer):
         for p, st in zip(ps, states):
             sums.append(self._state(st, "sum", p, fresh, float(group["initial_accumulator_value"])))
             coef.append(-(lr / (1 + st.get("step", 0) * lr_decay)))  # torch: step - 1 after its += 1
-        return [sums, [], []], coef, [], [], {}
+        return {"sum": sums}, {"neg_clr": coef}, [], dict(eps=float(group["eps"]))
 
 
 class RMSprop(Optimizer):
@@ -366,16 +369,12 @@ class RMSprop(Optimizer):
         _at_least_zero(group, "eps", "momentum", "weight_decay", "alpha")
 
     def _prepare(self, group, ps, states, fresh):
-        sq, ga, buf = [], [], []
-        for p, st in zip(ps, states):
-            sq.append(self._state(st, "square_avg", p, fresh))
-            if group["momentum"] > 0:
-                buf.append(self._state(st, "momentum_buffer", p, fresh))
-            if group["centered"]:
-                ga.append(self._state(st, "grad_avg", p, fresh))
-        hyper = dict(beta2=float(group["alpha"]), momentum=float(group["momentum"]),
-                     centered=bool(group["centered"]))
-        return [sq, ga, buf], [], [], [], hyper
+        names = ["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else []) + \
+            (["grad_avg"] if group["centered"] else [])
+        state = {name: [self._state(st, name, p, fresh) for p, st in zip(ps, states)] for name in names}
+        hyper = dict(alpha=float(group["alpha"]), eps=float(group["eps"]),
+                     momentum=float(group["momentum"]), centered=bool(group["centered"]))
+        return state, {}, [], hyper
 
 
 class Adam(Optimizer):
@@ -406,22 +405,20 @@ class Adam(Optimizer):
                 raise ValueError(f"Invalid beta parameter at index {i}: {b} (betas must be in [0, 1))")
 
     def _prepare(self, group, ps, states, fresh):
-        m, v, vmax, neg_step, bc2_sqrt, coefs = [], [], [], [], [], {}
+        names = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+        state = {name: [self._state(st, name, p, fresh) for p, st in zip(ps, states)] for name in names}
+        neg_step, bc2_sqrt, coefs = [], [], {}
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        for p, st in zip(ps, states):
-            m.append(self._state(st, "exp_avg", p, fresh))
-            v.append(self._state(st, "exp_avg_sq", p, fresh))
-            if group["amsgrad"]:
-                vmax.append(self._state(st, "max_exp_avg_sq", p, fresh))
+        for st in states:
             step = st.get("step", 0) + 1
             if step not in coefs:  # torch's float64 host math, once per distinct step count
                 coefs[step] = (-(lr / (1 - beta1 ** step)), (1 - beta2 ** step) ** 0.5)
             neg_step.append(coefs[step][0])
             bc2_sqrt.append(coefs[step][1])
-        hyper = dict(beta1=beta1, beta2=beta2, amsgrad=bool(group["amsgrad"]),
+        hyper = dict(beta1=beta1, beta2=beta2, eps=float(group["eps"]), amsgrad=bool(group["amsgrad"]),
                      decoupled=bool(group["decoupled_weight_decay"]))
-        return [m, v, vmax], neg_step, bc2_sqrt, [], hyper
+        return state, {"neg_step_size": neg_step, "bias_correction2_sqrt": bc2_sqrt}, [], hyper
 
 
 class AdamW(Adam):

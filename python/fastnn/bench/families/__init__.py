@@ -17,6 +17,7 @@ FAMILIES = (
     "dropout",
     "optim",
     "threads",        # a NumPy matmul alternating with a kernel
+    "training",       # a whole step of three models, at their own sizes
 )
 
 

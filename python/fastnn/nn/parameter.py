@@ -1,5 +1,4 @@
-"""Layers and their parameters (PyTorch names). So far: ``Parameter``, what the
-optimizers in ``fastnn.optim`` update; modules and layers build on it."""
+"""``Parameter``: a trainable array, what layers own and ``fastnn.optim`` updates."""
 
 import numpy as np
 
@@ -17,11 +16,15 @@ def _check_data(data, name):
         raise ValueError(f"{name} must be C-contiguous (numpy.ascontiguousarray makes a copy)")
     if not data.flags.writeable:
         raise ValueError(f"{name} is read-only; a parameter is updated in place")
+    if not data.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype (numpy.array(..., copy=True) makes an aligned copy)")
 
 
 class Parameter:
     """A trainable array: ``.data`` (a float32 or float64, C-contiguous, writeable NumPy
-    array, never copied) and ``.grad`` (None, or an array of the same shape and dtype).
+    array, never copied) and ``.grad`` (None, or an array of the same shape and dtype,
+    C-contiguous, writeable and aligned: checked when it is assigned, so a bad gradient
+    is reported where it is made rather than at ``optimizer.step()``).
 
     Optimizers update ``.data`` in place, so views of it stay valid. ``shape``, ``dtype``,
     ``ndim``, ``size()``, ``numel()`` and ``dim()`` read as in PyTorch;
@@ -57,7 +60,25 @@ class Parameter:
                 raise TypeError(f"grad has dtype {value.dtype} but the parameter has {self._data.dtype}")
             if value.shape != self._data.shape:
                 raise ValueError(f"grad has shape {value.shape} but the parameter has {self._data.shape}")
+            if not (value.flags.c_contiguous and value.flags.writeable and value.flags.aligned):
+                raise ValueError("grad must be C-contiguous, writeable and aligned "
+                                 "(numpy.array(grad, copy=True) makes such a copy)")
         self._grad = value
+
+    def _accumulate(self, g):
+        """Add a gradient the caller just made (a fresh C-contiguous array of the
+        parameter's shape and dtype): it becomes ``.grad``, or is added to it in place."""
+        if self._grad is None:
+            self._grad = g
+        else:
+            self._grad += g
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` (a bool); returns self."""
+        if not isinstance(requires_grad, bool):
+            raise TypeError(f"requires_grad must be a bool, got {type(requires_grad).__name__}")
+        self.requires_grad = requires_grad
+        return self
 
     @property
     def shape(self):
