@@ -115,6 +115,5 @@ def cases():
             extras = (("fastnn_skip", "fastnn skip_if_nonfinite"),)
             if OPTIMIZERS[name][3]:
                 extras += (("torch_foreach", "PyTorch foreach"),)
-            fixed = dict(n=SMALL_TOTAL, fixed=True) if layout == "small1000" else {}
             yield Case("optim", f"{name} step", layout, functools.partial(_optim, name, layout),
-                       extras=extras, has_out=False, **fixed)
+                       extras=extras, has_out=False, n=SMALL_TOTAL if layout == "small1000" else 0)

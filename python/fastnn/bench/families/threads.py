@@ -103,6 +103,6 @@ def _gelu(n, torch):
 def cases():
     extras = (("fastnn_1thread", "fastnn on 1 thread"),)
     yield Case("threads", "matmul + adamw step", "loop", _adamw, extras=extras, has_out=False,
-               n=ADAMW_PARAMS, fixed=True)
+               n=ADAMW_PARAMS)
     yield Case("threads", "matmul + gelu forward", "loop", _gelu, extras=extras,
-               n=HIDDEN[0] * HIDDEN[1], fixed=True)
+               n=HIDDEN[0] * HIDDEN[1])
