@@ -23,8 +23,12 @@ def _arrays(result):
 
 
 def test_every_family_has_cases():
+    from fastnn.bench.families import allreduce
+
+    mpi = {"allreduce"} if allreduce.mpiexec() else set()  # an MPI job's cases: with mpi4py only
     assert {c.family for c in CASES} == {"batch_norm", "activations", "softmax_cross_entropy",
-                                         "prelu_maxout", "dropout", "optim", "threads", "training"}
+                                         "prelu_maxout", "dropout", "optim", "threads",
+                                         "training"} | mpi
     assert len({c.name for c in CASES}) == len(CASES)
 
 
@@ -264,6 +268,12 @@ def test_select_matches_family_op_and_name():
     assert {c.layout for c in registry.select(CASES, ["NHWC"])} == {"NHWC"}  # layouts match too
     with pytest.raises(ValueError, match="no benchmark case matches 'nosuchop'"):
         registry.select(CASES, ["nosuchop"])
+
+
+def test_default_sizes_are_one_in_cache_and_one_far_beyond():
+    import fastnn.bench
+
+    assert [registry.parse_size(s) for s in fastnn.bench.DEFAULT_SIZES] == [1 << 20, 1 << 26]
 
 
 def test_sizes_parse():

@@ -268,8 +268,14 @@ def test_to_casts_parameters_grads_and_buffers():
     assert m[4].bias.dtype == np.float64
     m.float()
     assert m[4].bias.dtype == np.float32
-    with pytest.raises(NotImplementedError, match="GPU"):
-        m.to("cuda")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:  # without CuPy: refused, and nothing moved
+        with pytest.raises(RuntimeError, match=r"to\('cuda'\) needs CuPy"):
+            m.to("cuda", np.float64)
+        assert all(isinstance(p.data, np.ndarray) and p.dtype == np.float32 for p in m.parameters())
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+        m.to(device="gpu")
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         m.to(np.int64)
 

@@ -20,7 +20,10 @@ from fastnn import optim
 from fastnn.nn import Parameter
 
 F = fastnn.F
-NO_KERNEL = NotImplementedError if fastnn.info()["cuda_built"] else RuntimeError
+CUDA_BUILT = fastnn.info()["cuda_built"]
+# A device call whose arguments pass every check stops there: without a GPU the CUDA
+# module says so (or, not built, fastnn says the module is missing).
+NO_DEVICE = "no CUDA device" if CUDA_BUILT else "CUDA module"
 BASE = 0x1000  # page one: never mapped, so never read or written here
 
 
@@ -128,14 +131,86 @@ def test_host_views():
 # ------------------------------------------- every check runs before any launch
 
 
-def test_a_call_whose_arrays_pass_stops_before_launch():
-    x = DeviceArray((2, 3))
-    for call in (lambda: F.relu(x), lambda: F.relu(x, out=x), lambda: F.gelu_backward(x, x),
-                 lambda: F.batch_norm_forward(x, None, None, None, None),
-                 lambda: F.softmax_cross_entropy(x, DeviceArray((2,), "<i8")),
-                 lambda: F.dropout(x, 0.5, seed=1), lambda: F.maxout(DeviceArray((2, 4)), 2)):
-        with pytest.raises(NO_KERNEL, match="no CUDA kernel|CUDA module"):
-            call()
+def _every_op_on_device_arrays():
+    """A call of every op whose device arguments pass every check."""
+    x, d2, w3 = DeviceArray((2, 3)), DeviceArray((2, 3), data=BASE + 4096), DeviceArray((3,), data=BASE + 8192)
+    mask, labels = DeviceArray((1,), "|u1", data=BASE + 12288), DeviceArray((2,), "<i8", data=BASE + 12288)
+    calls = [lambda: F.relu(x), lambda: F.relu(x, out=x), lambda: F.gelu_backward(x, x),
+             lambda: F.leaky_relu(x, 0.1, out=d2), lambda: F.softplus_backward(d2, x, out=d2),
+             lambda: F.batch_norm_forward(x, w3, None, None, None),
+             lambda: F.batch_norm_forward(x, None, None, None, None, activation="relu", out=x),
+             lambda: F.batch_norm_backward(d2, x, None, w3, w3),
+             lambda: F.softmax_cross_entropy(x, labels), lambda: F.softmax_cross_entropy_backward(x, labels),
+             lambda: F.softmax_cross_entropy(x, labels, check_labels=True),
+             lambda: F.dropout(x, 0.5, seed=1), lambda: F.dropout_backward(d2, mask, 0.5),
+             lambda: F.dropout_backward(d2, None, 0.5, seed=3),
+             lambda: F.dropout_mask(6, 0.5, seed=1, out=mask), lambda: F.prelu(x, w3),
+             lambda: F.prelu_backward(d2, x, w3), lambda: F.maxout(DeviceArray((2, 4)), 2),
+             lambda: F.maxout_backward(DeviceArray((2, 2), data=BASE + 4096), DeviceArray((2, 4)), 2)]
+    if CUDA_BUILT:
+        calls += [lambda: fastnn._cuda.optim_all_finite([x, d2]), lambda: fastnn._cuda.stream_copy(x, d2),
+                  lambda: fastnn._cuda.stream_pass([x], [d2]), lambda: fastnn._cuda._math_eval("erf", x)]
+    return calls
+
+
+@pytest.mark.parametrize("call", _every_op_on_device_arrays())
+def test_a_call_whose_arrays_pass_stops_before_launch(call):
+    """Device arrays reach the CUDA module, which checks them as the CPU module would and
+    then, with no GPU here, refuses the launch; the stand-ins' pointers are never read."""
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        call()
+
+
+@pytest.mark.skipif(not CUDA_BUILT, reason="fastnn built without its CUDA module")
+def test_device_calls_reach_the_cuda_module():
+    assert fastnn._backend.select("relu", x=DeviceArray((2,)), out=None) is fastnn._cuda
+    assert fastnn._backend.select("relu", x=np.ones(2), out=None) is fastnn._cpu
+    for name in ("batch_norm_forward", "batch_norm_backward", "dropout", "dropout_backward", "dropout_mask",
+                 "prelu", "prelu_backward", "maxout", "maxout_backward", "softmax_cross_entropy",
+                 "softmax_cross_entropy_backward", "optim_step", "optim_all_finite", "gelu", "gelu_backward"):
+        assert hasattr(fastnn._cuda, name), name
+
+
+@pytest.mark.skipif(not CUDA_BUILT or fastnn.info()["cuda_devices"] > 0, reason="needs the CUDA module and no GPU")
+def test_no_device_message_carries_cudas_own_words():
+    with pytest.raises(RuntimeError) as info:
+        F.relu(DeviceArray((2, 3)))
+    message = str(info.value)
+    assert message.startswith("relu: no CUDA device (")
+    # cudaGetDeviceCount's own message: no driver, or a driver that finds no GPU
+    assert any(s in message for s in ("driver", "no CUDA-capable device", "the driver reports none")), message
+
+
+@pytest.mark.skipif(not CUDA_BUILT, reason="fastnn built without its CUDA module")
+def test_the_cuda_module_refuses_host_arrays():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(TypeError, match=r"x is a NumPy array \(host memory\); fastnn._cuda.relu takes GPU arrays"):
+        fastnn._cuda.relu(x, None)
+    with pytest.raises(TypeError, match="params\\[0\\] is a NumPy array"):
+        fastnn._cuda.optim_step(**_sgd_call()[1])
+
+
+@pytest.mark.skipif(not CUDA_BUILT, reason="fastnn built without its CUDA module")
+def test_stream_pick_up(monkeypatch):
+    """The launch stream: the first array's interface stream, else CuPy's current stream
+    when CuPy is imported, else the legacy default stream (1). No device needed."""
+    launch_stream = fastnn._cuda._launch_stream
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    assert launch_stream(DeviceArray((2,), stream=0xabc0)) == 0xabc0
+    assert launch_stream(DeviceArray((2,)), None, DeviceArray((2,), stream=2), DeviceArray((2,), stream=7)) == 2
+    assert launch_stream(DeviceArray((2,))) == 1
+
+    class Stream:
+        ptr = 0x5150
+
+    class FakeCupy:
+        class cuda:
+            @staticmethod
+            def get_current_stream():
+                return Stream()
+    monkeypatch.setitem(sys.modules, "cupy", FakeCupy)
+    assert launch_stream(DeviceArray((2,))) == 0x5150
+    assert launch_stream(DeviceArray((2,), stream=1)) == 1  # the interface's stream wins
 
 
 @pytest.mark.parametrize("call, exc, match", [
@@ -174,6 +249,68 @@ def test_mixed_devices_are_a_type_error_naming_both(call, match):
     x = np.ones((2, 3), np.float32)
     with pytest.raises(TypeError, match=match + ".*same device"):
         call(x, DeviceArray((2, 3)))
+
+
+class FakeCupyArray(DeviceArray):
+    """A stand-in with the CuPy attributes fastnn's Python layer reads (dtype, shape,
+    flags, device), over an unmapped pointer."""
+
+    class _Flags:
+        c_contiguous = True
+
+    class _Device:
+        id = 0
+
+    def __init__(self, shape, dtype=np.float32, data=BASE, readonly=False):
+        super().__init__(shape, np.dtype(dtype).str, data=data, readonly=readonly)
+        self.shape, self.dtype, self.flags, self.device = tuple(shape), np.dtype(dtype), self._Flags(), self._Device()
+        self.ndim = len(shape)
+
+
+def test_parameters_hold_gpu_arrays():
+    p = Parameter(FakeCupyArray((3, 2)))
+    assert p.device == "cuda:0" and p.shape == (3, 2) and p.dtype == np.float32
+    with pytest.raises(TypeError, match=r"grad must be None or a cupy.ndarray \(the parameter is on the GPU\)"):
+        p.grad = np.zeros((3, 2), np.float32)
+    with pytest.raises(TypeError, match="grad has dtype float64"):
+        p.grad = FakeCupyArray((3, 2), np.float64, data=BASE + 4096)
+    p.grad = FakeCupyArray((3, 2), data=BASE + 4096)
+    with pytest.raises(TypeError, match="lives on the GPU"):
+        np.asarray(p)
+    with pytest.raises(ValueError, match="data is read-only"):
+        Parameter(FakeCupyArray((3,), readonly=True))
+    with pytest.raises(TypeError, match="data must have dtype float32 or float64, got int32"):
+        Parameter(FakeCupyArray((3,), np.int32))
+    host = Parameter(np.zeros(2, np.float32))
+    with pytest.raises(TypeError, match="grad must be None or a numpy.ndarray"):
+        host.grad = FakeCupyArray((2,))
+
+
+def test_an_optimizer_step_on_gpu_parameters_reaches_the_cuda_module():
+    p = Parameter(FakeCupyArray((5,)))
+    p.grad = FakeCupyArray((5,), data=BASE + 4096)
+    opt = optim.SGD([p], lr=0.1)
+    with pytest.raises(RuntimeError, match="optim_step: no CUDA device" if CUDA_BUILT else "CUDA module"):
+        opt.step()
+    p.grad = None
+    with pytest.raises(TypeError, match=r"grad must be None or a cupy.ndarray"):
+        p.grad = np.ones(5, np.float32)
+
+
+def test_check_labels_must_be_a_bool():
+    x, labels = np.zeros((2, 3), np.float32), np.array([0, 3])
+    with pytest.raises(TypeError, match="check_labels must be a bool, got int"):
+        F.softmax_cross_entropy(x, labels, check_labels=1)
+    with pytest.raises(ValueError, match=r"labels\[1\] = 3 is out of range"):  # host labels: always checked
+        F.softmax_cross_entropy(x, labels, check_labels=False)
+
+
+def test_gpu_benchmark_without_cupy_or_a_gpu_says_why():
+    proc = subprocess.run([sys.executable, "-m", "fastnn", "bench", "--device", "cuda", "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    if fastnn.info()["cuda_devices"] == 0:
+        assert proc.returncode == 2
+        assert "needs CuPy" in proc.stdout or "no CUDA device" in proc.stdout or "CUDA module" in proc.stdout
 
 
 # ------------------------------------------------ what the bindings do with arguments
@@ -308,6 +445,42 @@ def test_optim_protocol_refuses_and_writes_nothing(change, exc, match):
     with pytest.raises(exc, match=match):
         fastnn._cpu.optim_step(**args)
     assert (p == 1).all()
+    if CUDA_BUILT:  # the CUDA module runs the same protocol checks on device arrays
+        _, args = _sgd_call(**change)
+        for key in ("params", "grads"):
+            args[key] = [DeviceArray((5,), "<f8", data=BASE + 4096 * (key == "grads"))]
+        args["state"] = {k: [DeviceArray((5,), "<f8", data=BASE + 8192)] for k in args["state"]}
+        with pytest.raises(exc, match=match):
+            fastnn._cuda.optim_step(**args)
+
+
+@pytest.mark.skipif(not CUDA_BUILT, reason="fastnn built without its CUDA module")
+def test_cuda_optim_protocol_device_scalars_and_flags():
+    adam = dict(lr=0.1, weight_decay=0.0, maximize=False, grad_scale=1.0, beta1=0.9, beta2=0.999, eps=1e-8,
+                amsgrad=False, decoupled=False)
+    params, grads = [DeviceArray((5,), data=BASE), DeviceArray((3,), data=BASE + 64)], \
+        [DeviceArray((5,), data=BASE + 4096), DeviceArray((3,), data=BASE + 4160)]
+    state = {"exp_avg": [DeviceArray((5,), data=BASE + 8192), DeviceArray((3,), data=BASE + 8256)],
+             "exp_avg_sq": [DeviceArray((5,), data=BASE + 12288), DeviceArray((3,), data=BASE + 12352)]}
+
+    def call(scalars, **kw):
+        return fastnn._cuda.optim_step("adam", params, grads, state, scalars, [], adam, kw.pop("check", False), **kw)
+    ok = {"neg_step_size": DeviceArray((2,), "<f8", data=BASE + 16384), "bias_correction2_sqrt": [1.0, 1.0]}
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        call(ok)
+    with pytest.raises(TypeError, match=r"scalars\['neg_step_size'\] must have dtype float64, got float32"):
+        call(dict(ok, neg_step_size=DeviceArray((2,), data=BASE + 16384)))
+    with pytest.raises(ValueError, match=r"scalars\['neg_step_size'\] must have shape \(2,\), got \(3,\)"):
+        call(dict(ok, neg_step_size=DeviceArray((3,), "<f8", data=BASE + 16384)))
+    with pytest.raises(TypeError, match="must be a list of floats or a float64 GPU array"):
+        call(dict(ok, neg_step_size=np.zeros(2)))
+    flag = DeviceArray((), "|u1", data=BASE + 20480)
+    with pytest.raises(RuntimeError, match=NO_DEVICE):
+        call(ok, finite=flag)
+    with pytest.raises(ValueError, match="check_finite=True or a finite flag, not both"):
+        call(ok, finite=flag, check=True)
+    with pytest.raises(TypeError, match="finite must be a 0-d uint8 GPU array"):
+        call(ok, finite=DeviceArray((1,), "|u1", data=BASE + 20480))
 
 
 def test_optim_protocol_missing_keys_and_slots():

@@ -13,11 +13,13 @@ from . import functional as F
 from . import random
 from . import nn, optim
 from . import init
+from . import distributed
 from .serialization import load, save
 
 __version__ = _cpu.__version__
 __all__ = ["F", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "empty_cache",
-           "__version__", "init", "random", "save", "load"]
+           "__version__", "init", "random", "save", "load",
+           "distributed"]
 
 
 def set_num_threads(n):
@@ -53,14 +55,23 @@ def _blas():
             for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
 
 
-def info():
-    """What this installation has: version, backends, SIMD level, threads, the BLAS
-    libraries loaded beside it (NumPy's) and their threads, CUDA devices."""
+def _cuda_info():
+    """(built, runtime version, architectures built, device count, devices as text)."""
     try:
         cuda = _backend.cuda_module()
-        cuda_built, cuda_devices = True, cuda.device_count()
     except RuntimeError:
-        cuda_built, cuda_devices = False, 0
+        return False, None, [], 0, []
+    v = cuda.runtime_version()
+    gpus = [f"{d['index']}: {d['name']} (compute capability {d['compute_capability'][0]}."
+            f"{d['compute_capability'][1]}, {d['memory_bytes'] / 2**30:.0f} GiB)" for d in cuda.devices()]
+    return True, f"{v // 1000}.{v % 1000 // 10}", list(cuda.archs), len(gpus), gpus
+
+
+def info():
+    """What this installation has: version, backends, SIMD level, threads, the BLAS
+    libraries loaded beside it (NumPy's) and their threads, and the CUDA build (runtime
+    version, GPU architectures compiled for) and devices (with their compute capability)."""
+    cuda_built, cuda_runtime, cuda_archs, cuda_devices, gpus = _cuda_info()
     return {
         "version": __version__,
         "backends": ["cpu"] + (["cuda"] if cuda_built else []),
@@ -70,7 +81,10 @@ def info():
         "threads": get_num_threads(),
         "blas": _blas(),
         "cuda_built": cuda_built,
+        "cuda_runtime": cuda_runtime,
+        "cuda_archs": cuda_archs,
         "cuda_devices": cuda_devices,
+        "gpus": gpus,
         "cached_bytes": _cpu.cached_bytes(),
     }
 

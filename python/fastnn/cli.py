@@ -123,7 +123,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the build: version, backends, SIMD level, threads, NumPy's BLAS")
-    sub.add_parser("demo", help="run batch norm on a real-sized batch and check it")
+    demo = sub.add_parser("demo", help="run batch norm on a real-sized batch and check it")
+    demo.add_argument("--distributed", action="store_true",
+                      help="train the digits classifier data-parallel (start it with "
+                           "mpiexec -n 2); print the accuracy and samples/s of 1 and 2 ranks")
+    demo.add_argument("--epochs", type=int, default=20, help="epochs of the --distributed training")
     bench = sub.add_parser("bench", help="time every kernel against NumPy, PyTorch and the memory floor")
     fastnn.bench.add_arguments(bench)
     args = parser.parse_args(argv)
@@ -132,6 +136,13 @@ def main(argv=None):
         return 0
     if args.command == "bench":
         return fastnn.bench.main(args)
+    if args.distributed:
+        from . import _distributed_demo
+
+        if args.epochs < 1:
+            parser.error(f"--epochs must be >= 1, got {args.epochs}")
+        _distributed_demo.main(epochs=args.epochs)
+        return 0
     return _demo()
 
 

@@ -400,25 +400,45 @@ def softplus_backward(dy, x, beta=1.0, threshold=20.0, *, out=None):
     return _act_backward("softplus", dy, x, out, _float(beta, "beta"), _float(threshold, "threshold"))
 
 
-def softmax_cross_entropy(logits, labels, *, out=None):
+def _check_labels_flag(check_labels):
+    if not isinstance(check_labels, (bool, np.bool_)):
+        raise TypeError(f"check_labels must be a bool, got {type(check_labels).__name__}")
+    return bool(check_labels)
+
+
+def _label_args(backend, check_labels):
+    """The CUDA module's extra argument: whether to check device labels before the kernel."""
+    return () if backend is _backend._cpu else (check_labels,)
+
+
+def softmax_cross_entropy(logits, labels, *, check_labels=False, out=None):
     """Softmax over each row of logits (N, K), then the mean over rows of the
     cross-entropy with integer labels (N,) (int32 or int64, each in [0, K)).
 
     Returns (loss, probs): loss a 0-d array of logits' dtype (summed in float64, rows
     in order), probs (N, K) the softmax. Stable for any finite logits (the row maximum
     is subtracted). out: the loss array alone, or (loss, probs), entries array or None.
+
+    Labels out of range: NumPy labels are always checked first (ValueError naming the
+    first bad one, nothing written). GPU labels live on the device, where a check means
+    waiting for the GPU: with check_labels=True a kernel finds the first bad label, the
+    call waits for it and raises the same ValueError before anything is written;
+    without it nothing waits, and a bad label's row gets a NaN loss (so the mean loss
+    is NaN) and a NaN gradient row; no memory outside logits is ever read.
     """
+    check_labels = _check_labels_flag(check_labels)
     loss, probs = _outs(out, ("loss", "probs"))
     backend = _backend.select("softmax_cross_entropy", logits=logits, labels=labels,
                               loss=loss, probs=probs)
-    return backend.softmax_cross_entropy(logits, labels, loss, probs)
+    return backend.softmax_cross_entropy(logits, labels, loss, probs, *_label_args(backend, check_labels))
 
 
-def softmax_cross_entropy_backward(probs, labels, *, out=None):
+def softmax_cross_entropy_backward(probs, labels, *, check_labels=False, out=None):
     """Gradient of the mean loss w.r.t. the logits: (probs - onehot(labels)) / N.
-    out may be probs (in place)."""
+    out may be probs (in place). check_labels: as for softmax_cross_entropy."""
+    check_labels = _check_labels_flag(check_labels)
     backend = _backend.select("softmax_cross_entropy_backward", probs=probs, labels=labels, out=out)
-    return backend.softmax_cross_entropy_backward(probs, labels, out)
+    return backend.softmax_cross_entropy_backward(probs, labels, out, *_label_args(backend, check_labels))
 
 
 __all__ += [

@@ -25,6 +25,10 @@ def _encode(obj, path, arrays):
 
     if isinstance(obj, Parameter):
         obj = obj.data
+    if not isinstance(obj, np.ndarray) and hasattr(obj, "__cuda_array_interface__"):
+        import cupy
+
+        obj = cupy.asnumpy(obj)  # a GPU array is saved as its host copy; load() gives NumPy arrays
     if isinstance(obj, (np.ndarray, np.generic)):
         if obj.dtype.hasobject or obj.dtype.kind == "V":
             raise TypeError(f"cannot save {path or 'the object'}: an array of dtype {obj.dtype} "

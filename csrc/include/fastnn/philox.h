@@ -34,9 +34,9 @@ FASTNN_HD void mulhilo32(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
 // c: the counter in, the four random words out. Key (k0, k1).
 template <class V>
 FASTNN_HD void philox4x32_10(V (&c)[4], uint32_t k0, uint32_t k1) {
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #pragma unroll
-#elif defined(__GNUC__)
+#elif defined(__GNUC__) && !defined(__CUDACC__)  // nvcc's host pass knows neither pragma
 #pragma GCC unroll 10
 #endif
   for (int round = 0; round < 10; ++round) {

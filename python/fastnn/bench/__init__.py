@@ -11,9 +11,10 @@ import sys
 import fastnn
 from . import registry, runner
 
-# Elements of each case's main array: ~1 MB of float32 (inside the last-level cache)
-# and 256 MB (far beyond it: each case then moves 0.5 to 2 GB).
-DEFAULT_SIZES = ["256K", "64M"]
+# Elements of each case's main array: 4 MB of float32 (inside the last-level cache)
+# and 256 MB (far beyond it: each case then moves 0.5 to 2 GB). Cases made with a size
+# of their own (a loop, a model's parameter list or batch) run once at it.
+DEFAULT_SIZES = ["1M", "64M"]
 QUICK_SIZES = ["64K"]
 ROUNDS, BUDGET_S = 7, 2.0
 QUICK_ROUNDS, QUICK_BUDGET_S = 3, 0.05
@@ -31,6 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, help="threads for fastnn and PyTorch (default: all cores)")
     parser.add_argument("--json", metavar="PATH", help="also write the results and the machine as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also draw the speed-ups as a PNG (needs matplotlib)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the CUDA kernels against CuPy, PyTorch CUDA and the device's memory "
+                             "floor (needs CuPy and a GPU; --sizes, --ops, --quick and --json apply)")
 
 
 def main(args):
@@ -41,6 +45,8 @@ def main(args):
         cases = registry.cases(sizes)
         if args.ops:
             cases = registry.select(cases, [p.strip() for p in args.ops.split(",") if p.strip()])
+        elif args.quick:
+            cases = [c for c in cases if c.in_process]  # an MPI job's cases take longer
         if args.threads is not None:
             fastnn.set_num_threads(args.threads)
         if args.plot:
@@ -52,6 +58,10 @@ def main(args):
     except (TypeError, ValueError) as exc:
         print(f"fastnn bench: {exc}", file=sys.stderr)
         return 2
+    if args.device == "cuda":
+        from . import gpu
+
+        return gpu.run(args, sizes)
     threads = fastnn.get_num_threads()
     torch = runner.import_torch()
     if torch is not None:
@@ -81,4 +91,5 @@ def pytest_params(*families):
     sizes = os.environ.get("BENCH_SIZES", ",".join(DEFAULT_SIZES)).split(",")
     return [pytest.param(case, impl, id=f"{case.name.replace(' ', '-')}-{impl}")
             for case in registry.cases([registry.parse_size(s) for s in sizes])
-            if not families or case.family in families for impl in case.impl_names(with_torch=True)]
+            if case.in_process and (not families or case.family in families)
+            for impl in case.impl_names(with_torch=True)]

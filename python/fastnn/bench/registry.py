@@ -119,6 +119,9 @@ class Built:
     # whether the table reports each implementation's time over the floor's, in
     # microseconds (a per-step overhead: small tensors, many of them)
     overhead: bool = False
+    # a case timed outside this process (an MPI job): timed(rounds, budget_s) ->
+    # {implementation: (median seconds, timed calls)}, used instead of calling the impls
+    timed: Optional[Callable] = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class Case:
     n: int = 0         # elements of the main array (0: a family's case before sizing; set:
                        # the case's own size, run once whatever the sizes asked)
     dtype: str = "float32"
+    in_process: bool = True  # False: timed by a job of its own (Built.timed); not in --quick
+                             # (unless --ops names it) nor in the pytest-benchmark suite
 
     def at(self, n):
         """This case at n elements."""

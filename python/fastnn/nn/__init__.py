@@ -20,12 +20,13 @@ from .linear import Linear, Maxout
 from .conv import Conv2d
 from .pooling import AvgPool2d, Flatten, MaxPool2d
 from .normalization import BatchNorm1d, BatchNorm2d
+from .sync_batchnorm import SyncBatchNorm
 from .activation import ELU, GELU, LeakyReLU, PReLU, ReLU, SELU, SiLU, Sigmoid, Softplus, Tanh
 from .dropout import Dropout
 from .container import Sequential
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 
 __all__ = ["Parameter", "Module", "Linear", "Maxout", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
-           "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "PReLU", "ELU", "SELU", "GELU",
+           "BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "ReLU", "LeakyReLU", "PReLU", "ELU", "SELU", "GELU",
            "Sigmoid", "Tanh", "SiLU", "Softplus", "Dropout", "Sequential", "CrossEntropyLoss",
            "MSELoss", "BCEWithLogitsLoss"]

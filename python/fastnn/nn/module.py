@@ -70,13 +70,57 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 IncompatibleKeys.__doc__ = "What load_state_dict(strict=False) left out: missing and unexpected keys."
 
 
+def _copy_into(target, value):
+    """target[...] = value, across devices (a state dict saved on the CPU loads into a GPU model)."""
+    if isinstance(target, np.ndarray) and not isinstance(value, np.ndarray):
+        target[...] = value.get()
+    elif not isinstance(target, np.ndarray):
+        import cupy
+
+        target[...] = cupy.asarray(value)
+    else:
+        target[...] = value
+
+
 def _indent(text, spaces):
     lines = text.split("\n")
     return "\n".join(lines[:1] + [" " * spaces + line for line in lines[1:]])
 
 
 def _is_device(value):
-    return isinstance(value, str) and value.split(":")[0] in ("cpu", "cuda")
+    if not isinstance(value, str):
+        return False
+    kind, sep, index = value.partition(":")
+    return value == "cpu" or (kind == "cuda" and (not sep or index.isdigit()))
+
+
+def _mover(device):
+    """The function that puts an array on `device` (itself if it is there already)."""
+    if device == "cpu":
+        return lambda a: a if isinstance(a, np.ndarray) else a.get()
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError(f"to({device!r}) needs CuPy (pip install cupy-cuda13x): {exc}") from None
+    index = int(device.partition(":")[2] or cupy.cuda.Device().id)
+
+    def to_gpu(a):
+        if not isinstance(a, np.ndarray) and a.device.id == index:
+            return a
+        with cupy.cuda.Device(index):
+            return cupy.array(a, copy=True)
+    return to_gpu
+
+
+def _moved(array, move, dtype):
+    """array on the target device (move) with the target dtype; itself if nothing changes."""
+    if array is None:
+        return None
+    if move is not None:
+        array = move(array)
+    if dtype is not None and array.dtype != dtype:
+        array = array.astype(dtype)
+    return array
 
 
 class Module:
@@ -340,41 +384,43 @@ class Module:
                                 f"{array.dtype} (cast the model with .to(dtype), or the array)")
             copies.append((array, value))
         for array, value in copies:
-            array[...] = value
+            _copy_into(array, value)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ dtype and device
 
     def to(self, *args, dtype=None, device=None):
-        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``: cast every floating
-        parameter, gradient and buffer to float32 or float64 together (Parameter objects
-        stay the same, so build the optimizer after the cast: its state keeps the old
-        dtype). Devices: 'cpu' (where NumPy arrays are); 'cuda' needs the CUDA layers,
-        not in this version. Returns self."""
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``: move every parameter,
+        gradient and buffer to a device ('cpu': NumPy arrays; 'cuda' or 'cuda:N': CuPy
+        arrays on GPU N, the current one for 'cuda') and cast the floating ones to
+        float32 or float64, all together. Parameter objects stay the same, so build the
+        optimizer after the move: its state stays where it was. Returns self."""
         for arg in args:
             if _is_device(arg):
                 device = arg
             else:
                 dtype = arg
+        move = None
         if device is not None:
             if not _is_device(device):
-                raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-            if device.startswith("cuda"):
-                raise NotImplementedError("layers on the GPU need fastnn's CUDA layers, which this "
-                                          "version does not have yet; use 'cpu'")
+                raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+            move = _mover(device)
         if dtype is not None:
             dtype = factory_dtype(dtype)
-            for module in self.modules():
-                for p in module._parameters.values():
-                    if p is not None and p.dtype != dtype:
-                        grad = p.grad
-                        p.grad = None
-                        p.data = p.data.astype(dtype)
-                        if grad is not None:
-                            p.grad = grad.astype(dtype)
-                for name, b in list(module._buffers.items()):
-                    if b is not None and b.dtype in FLOAT_DTYPES and b.dtype != dtype:
-                        setattr(module, name, b.astype(dtype))
+        for module in self.modules():
+            for p in module._parameters.values():
+                if p is None:
+                    continue
+                data, grad = _moved(p.data, move, dtype), _moved(p.grad, move, dtype)
+                if data is not p.data or grad is not p.grad:
+                    p.grad = None
+                    p.data = data
+                    p.grad = grad
+            for name, b in list(module._buffers.items()):
+                if b is not None:
+                    moved = _moved(b, move, dtype if b.dtype in FLOAT_DTYPES else None)
+                    if moved is not b:
+                        setattr(module, name, moved)
         return self
 
     def double(self):
@@ -412,7 +458,7 @@ def check_input(layer, x, dtype=None):
     """TypeError naming the layer unless x is an array of ``dtype`` (None: float32 or
     float64). Returns x, C-contiguous (a copy only if it was not: the kernels need it)."""
     if not is_array(x):
-        raise TypeError(f"{type(layer).__name__}: expected an array input (numpy.ndarray), "
+        raise TypeError(f"{type(layer).__name__}: expected an array input (numpy.ndarray or cupy.ndarray), "
                         f"got {type(x).__name__}")
     if dtype is None:
         if x.dtype not in FLOAT_DTYPES:

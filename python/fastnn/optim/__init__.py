@@ -14,8 +14,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from .. import _cpu
+from .. import _backend
 from ..nn import Parameter
+from ..nn.module import array_module
+from ..nn.parameter import on_gpu
 from . import lr_scheduler
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "lr_scheduler",
@@ -44,13 +46,21 @@ def _common_checks(group):
 
 
 def _bad_grad(where, g, d):
-    if not isinstance(g, np.ndarray):
+    if on_gpu(d) and not on_gpu(g):
+        raise TypeError(f"{where} must be a cupy.ndarray (the parameter is on the GPU), got {type(g).__name__}")
+    if not on_gpu(d) and not isinstance(g, np.ndarray):
         raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
     if g.dtype != d.dtype:
         raise TypeError(f"{where} has dtype {g.dtype} but the parameter has {d.dtype}")
     if g.shape != d.shape:
         raise ValueError(f"{where} has shape {g.shape} but the parameter has {d.shape}")
     raise ValueError(f"{where} must be C-contiguous")
+
+
+def _all_finite(grads):
+    """No gradient holds inf or NaN (for GPU arrays: reads the device flag, a sync)."""
+    finite = _backend.select("optim_all_finite", grad=grads[0]).optim_all_finite(grads)
+    return bool(finite)
 
 
 class Optimizer:
@@ -143,8 +153,8 @@ class Optimizer:
                 g, d = p._grad, p._data  # noqa: SLF001 (hot loop: no property calls)
                 if g is None or not p.requires_grad:  # left untouched, as torch does
                     continue
-                if not (isinstance(g, np.ndarray) and g.dtype == d.dtype and g.shape == d.shape
-                        and g.flags.c_contiguous):
+                if not ((isinstance(g, np.ndarray) or on_gpu(g)) and on_gpu(g) == on_gpu(d)
+                        and g.dtype == d.dtype and g.shape == d.shape and g.flags.c_contiguous):
                     _bad_grad(f"param_groups[{gi}]['params'][{pi}].grad", g, d)
                 by_dtype.setdefault(d.dtype, []).append(p)
             self._check_group(group)
@@ -154,7 +164,7 @@ class Optimizer:
             group, ps = calls[0]
             return self._step_group(group, ps, bool(group["skip_if_nonfinite"]))
         for group, ps in calls:
-            if group["skip_if_nonfinite"] and not _cpu.optim_all_finite([p._grad for p in ps]):
+            if group["skip_if_nonfinite"] and not _all_finite([p._grad for p in ps]):
                 return False
         for group, ps in calls:
             self._step_group(group, ps, False)
@@ -168,8 +178,13 @@ class Optimizer:
         hyper.update(lr=float(group["lr"]), weight_decay=float(group["weight_decay"]),
                      maximize=bool(group["maximize"]),
                      grad_scale=1.0 if group["grad_scale"] is None else float(group["grad_scale"]))
-        if not _cpu.optim_step(self._rule, [p._data for p in ps], [p._grad for p in ps], state,
-                               scalars, has_state, hyper, check_finite):
+        params = [p._data for p in ps]
+        backend = _backend.select("optim_step", param=params[0])
+        applied = backend.optim_step(self._rule, params, [p._grad for p in ps], state, scalars, has_state,
+                                     hyper, check_finite)
+        # GPU: a device flag (None without the check); reading it waits for the GPU, which
+        # only a step with skip_if_nonfinite asks for (the step counts live on the host)
+        if applied is not None and not bool(applied):
             return False
         for p, key, value in fresh:
             self.state[p][key] = value
@@ -191,7 +206,7 @@ class Optimizer:
         """st[key], or a new array of `fill` (added to the state after the step)."""
         if key in st:
             return st[key]
-        value = np.full(p.shape, fill, dtype=p.dtype)
+        value = array_module(p.data).full(p.shape, fill, dtype=p.dtype)
         fresh.append((p, key, value))
         return value
 
@@ -237,11 +252,11 @@ class Optimizer:
                 if key == "step":
                     entry[key] = int(v)
                     continue
-                v = np.asarray(v)
+                v = v if on_gpu(v) else np.asarray(v)
                 if v.shape != p.shape:
                     raise ValueError(f"state of parameter {i}: {key} has shape {v.shape} but the "
                                      f"parameter has {p.shape}")
-                entry[key] = np.array(v, dtype=p.dtype, order="C", copy=True)
+                entry[key] = array_module(p.data).array(v, dtype=p.dtype, order="C", copy=True)
             new_state[p] = entry
         new_groups = []
         for group, sg in zip(self.param_groups, saved):
@@ -318,7 +333,7 @@ class SGD(Optimizer):
         if group["momentum"] != 0:
             for p, st in zip(ps, states):
                 has.append("momentum_buffer" in st)
-                bufs.append(st["momentum_buffer"] if has[-1] else np.empty_like(p.data))
+                bufs.append(st["momentum_buffer"] if has[-1] else array_module(p.data).empty_like(p.data))
                 if not has[-1]:  # the kernel fills it with the gradient
                     fresh.append((p, "momentum_buffer", bufs[-1]))
         hyper = dict(momentum=float(group["momentum"]), dampening=float(group["dampening"]),
