@@ -2,7 +2,7 @@
 
 The cases are fastnn.bench.families', the ones `fastnn bench` times; each group is one
 case, with fastnn (default call and out=), NumPy, PyTorch, the extras and the memory
-floor side by side. BENCH_SIZES (default 256K,64M) sets the sizes, BENCH_THREADS the
+floor side by side. BENCH_SIZES (default 1M,64M) sets the sizes, BENCH_THREADS the
 thread count for fastnn and PyTorch (default: all cores)."""
 
 import gc

@@ -18,11 +18,13 @@ void stream_copy(py::handle src_obj, py::handle dst_obj) {
   });
 }
 
-double stream_read(py::handle src_obj) {
+int64_t stream_read(py::handle src_obj) {
   const Array src = view(src_obj, "src");
   ops::check_stream_read(src);
   require_host("stream_read", {&src});
-  return without_gil([&] { return cpu::kernels().stream.read(src.ptr<const float>(), src.size(), cpu::num_threads()); });
+  return without_gil([&] {
+    return int64_t(cpu::kernels().stream.read(src.ptr<const float>(), src.size(), cpu::num_threads()));
+  });
 }
 
 template <class T>
@@ -51,7 +53,8 @@ void stream_pass(py::handle reads_obj, py::handle writes_obj, py::handle inplace
 void bind_stream(py::module_& m) {
   m.def("stream_copy", &stream_copy, py::arg("src"), py::arg("dst"),
         "Memory floor: dst[:] = src, parallel streaming copy.");
-  m.def("stream_read", &stream_read, py::arg("src"), "Memory floor: read a float32 array once (returns its sum).");
+  m.def("stream_read", &stream_read, py::arg("src"),
+        "Memory floor: read a float32 array once (returns the XOR of its 32-bit words).");
   m.def("stream_pass", &stream_pass, py::arg("reads"), py::arg("writes") = py::list(),
         py::arg("inplace") = py::list(),
         "Memory floor of any one-pass pattern over float32 arrays of one size: s = sum of "

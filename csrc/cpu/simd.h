@@ -13,7 +13,17 @@
 #include <type_traits>
 
 #if defined(__SSE2__)
+// GCC 12's AVX-512 intrinsics build their "undefined" vectors by self-initialization
+// (`__m512 __Y = __Y;` in _mm512_undefined_ps, used by _mm512_sqrt_ps, _mm512_cvtps_pd,
+// _mm512_srli_epi64, ...), and its uninitialized-use warnings then fire wherever one is
+// inlined: a false positive in the compiler's header (GCC bug 105593, fixed in GCC 13).
+// Diagnostic pragmas go by source location, so this silences the header's code only;
+// the same warnings in fastnn's own code still fire.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
 #include "fastnn/config.h"

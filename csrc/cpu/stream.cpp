@@ -1,5 +1,8 @@
 // Streaming loops that set the memory floor the benchmarks compare against: the
-// least time any kernel that reads and writes the same arrays can take. Compiled per
+// least time any kernel that reads and writes the same arrays can take. A kernel
+// measured faster than its floor means these loops are slow, so they do what the
+// fastest kernels do: the same threads and chunks, several vectors in flight per step,
+// and outputs past the cache's size streamed (no read for ownership). Compiled per
 // instruction set like the kernels they are compared with.
 #include <stdint.h>
 #include <string.h>
@@ -13,14 +16,21 @@ FASTNN_CPU_NAMESPACE_BEGIN
 namespace {
 
 constexpr int64_t kStreamChunk = int64_t(1) << 16;  // floats per task
+// Floats per step of a pass: four lines of every array in turn, summed into a buffer
+// that stays in L1. The arrays' streams advance together, as in the kernels, which
+// interleave their arrays vector by vector (longer blocks measured slower).
+constexpr int64_t kBlock = 64;
+
+constexpr auto kSame = [](const auto& v) { return v; };
+constexpr auto kAdd = [](const auto& a, const auto& b) { return a + b; };
 
 // dst = src, out of place; past the cache's size, as floats with streaming stores
 // (the least traffic a copy can make).
 void stream_copy(const void* src, void* dst, int64_t bytes, int threads) {
   const int64_t n = bytes / 4;
   if (streaming_pays(2 * bytes)) {
-    map_chunks(static_cast<float*>(dst), n, kStreamChunk, true, threads,
-               [](const auto& v) { return v; }, static_cast<const float*>(src));
+    map_chunks(static_cast<float*>(dst), n, kStreamChunk, true, threads, kSame,
+               static_cast<const float*>(src));
   } else {
     parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
       const int64_t o = t * kStreamChunk;
@@ -31,15 +41,32 @@ void stream_copy(const void* src, void* dst, int64_t bytes, int threads) {
   if (bytes % 4) memcpy(static_cast<char*>(dst) + 4 * n, static_cast<const char*>(src) + 4 * n, bytes % 4);
 }
 
-// Reads n floats, writes nothing (returns their sum so the reads can't be dropped).
+// The XOR of x[0, n): kUnroll independent lanes of integer work in flight (integers,
+// so no word read, a denormal as float, costs a floating-point assist).
+uint32_t xor_chunk(const uint32_t* x, int64_t n) {
+  Vec16<uint32_t> acc[kUnroll];
+  for (int u = 0; u < kUnroll; ++u) acc[u] = zeros16<uint32_t>();
+  int64_t i = 0;
+  for (; i + kUnroll * kLanes <= n; i += kUnroll * kLanes)
+    for (int u = 0; u < kUnroll; ++u) acc[u] ^= load16(x + i + u * kLanes);
+  for (int u = 1; u < kUnroll; ++u) acc[0] ^= acc[u];
+  uint32_t lanes[kLanes], word = 0;
+  store16(lanes, acc[0]);
+  for (int64_t l = 0; l < kLanes; ++l) word ^= lanes[l];
+  for (; i < n; ++i) word ^= x[i];
+  return word;
+}
+
+// Reads n 32-bit words, writes nothing; returns their XOR, so the reads can't be dropped.
 double stream_read(const float* src, int64_t n, int threads) {
-  Scratch<double> part(chunk_count(n, kStreamChunk));
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(src);
+  Scratch<uint32_t> part(chunk_count(n, kStreamChunk));
   parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
-    part[t] = lane_sum(src + t * kStreamChunk, chunk_length(t, n, kStreamChunk), [](auto v) { return v; });
+    part[t] = xor_chunk(words + t * kStreamChunk, chunk_length(t, n, kStreamChunk));
   });
-  double total = 0;
-  for (int64_t t = 0; t < chunk_count(n, kStreamChunk); ++t) total += part[t];
-  return total;
+  uint32_t word = 0;
+  for (int64_t t = 0; t < chunk_count(n, kStreamChunk); ++t) word ^= part[t];
+  return word;
 }
 
 // Whether the w arrays sit at the same offset from a register boundary (so one head
@@ -52,33 +79,36 @@ inline bool same_alignment(float* const* arrays, int64_t w) {
   return true;
 }
 
+// stream_pass over [o, end), block by block; the written arrays' vectors stored by
+// Store (streamed: the writes aligned at o, and kBlock keeps them aligned).
+template <class Store>
+void pass_span(const float* const* reads, int64_t r, float* const* writes, int64_t w,
+               float* const* inplace, int64_t k, int64_t o, int64_t end) {
+  alignas(64) float s[kBlock];
+  for (int64_t b = o; b < end; b += kBlock) {
+    const int64_t len = end - b < kBlock ? end - b : kBlock;
+    if (r == 0) memset(s, 0, sizeof(float) * len);
+    else map_unrolled<PlainStore>(s, len, kSame, reads[0] + b);
+    for (int64_t a = 1; a < r; ++a) map_unrolled<PlainStore>(s, len, kAdd, +s, reads[a] + b);
+    for (int64_t a = 0; a < k; ++a)
+      map_unrolled<PlainStore>(inplace[a] + b, len, kAdd, +inplace[a] + b, +s);
+    for (int64_t a = 0; a < w; ++a) map_unrolled<Store>(writes[a] + b, len, kSame, +s);
+  }
+}
+
 // One pass over n floats with any traffic pattern: s = the sum of the `r` read arrays;
 // each of the `k` in-place arrays gets a += s (read and written), each of the `w`
 // written arrays gets s (written only, out of place; streamed past the cache's size,
 // as the kernels do, when they share an alignment).
 void stream_pass(const float* const* reads, int64_t r, float* const* writes, int64_t w,
                  float* const* inplace, int64_t k, int64_t n, int threads) {
-  const auto span = [&](auto store, int64_t i, int64_t end) {
-    for (; i + kLanes <= end; i += kLanes) {
-      Vec16<float> s = zeros16<float>();
-      for (int64_t a = 0; a < r; ++a) s += load16(reads[a] + i);
-      for (int64_t a = 0; a < k; ++a) store16(inplace[a] + i, load16(inplace[a] + i) + s);
-      for (int64_t a = 0; a < w; ++a) store(writes[a] + i, s);
-    }
-    for (; i < end; ++i) {
-      float s = 0;
-      for (int64_t a = 0; a < r; ++a) s += reads[a][i];
-      for (int64_t a = 0; a < k; ++a) inplace[a][i] += s;
-      for (int64_t a = 0; a < w; ++a) writes[a][i] = s;
-    }
-  };
   const bool stream = streaming_pays(4 * n * (r + w + 2 * k)) && same_alignment(writes, w);
   parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
     const int64_t o = t * kStreamChunk, end = o + chunk_length(t, n, kStreamChunk);
     const int64_t head = stream ? values_to_alignment(writes[0] + o) : -1;
-    if (head < 0 || o + head >= end) return span(PlainStore{}, o, end);
-    span(PlainStore{}, o, o + head);
-    span(StreamStore{}, o + head, end);
+    if (head < 0 || o + head >= end) return pass_span<PlainStore>(reads, r, writes, w, inplace, k, o, end);
+    pass_span<PlainStore>(reads, r, writes, w, inplace, k, o, o + head);
+    pass_span<StreamStore>(reads, r, writes, w, inplace, k, o + head, end);
     stream_fence();
   });
 }

@@ -9,7 +9,7 @@ namespace fastnn {
 
 struct StreamKernels {
   void (*copy)(const void* src, void* dst, int64_t bytes, int threads);
-  double (*read)(const float* src, int64_t n, int threads);               // sum, read only
+  double (*read)(const float* src, int64_t n, int threads);               // XOR of the words, read only
   // r arrays read, w written out of place, k read and written in place, one pass
   void (*pass)(const float* const* reads, int64_t r, float* const* writes, int64_t w,
                float* const* inplace, int64_t k, int64_t n, int threads);

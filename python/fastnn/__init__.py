@@ -44,6 +44,17 @@ def empty_cache():
     _cpu.empty_cache()
 
 
+def _blas():
+    """The BLAS libraries loaded in this process (NumPy's, and any other's), as
+    threadpoolctl finds them: their threads compete with fastnn's for the cores."""
+    import threadpoolctl
+
+    return [{"library": lib.get("internal_api"), "version": lib.get("version"),
+             "threads": lib.get("num_threads"), "threading_layer": lib.get("threading_layer"),
+             "path": lib.get("filepath")}
+            for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
+
+
 def _cuda_info():
     """(built, runtime version, architectures built, device count, devices as text)."""
     try:
@@ -57,9 +68,9 @@ def _cuda_info():
 
 
 def info():
-    """What this installation has: version, backends, SIMD level, threads, and the CUDA
-    build (runtime version, GPU architectures compiled for) and devices (with their
-    compute capability)."""
+    """What this installation has: version, backends, SIMD level, threads, the BLAS
+    libraries loaded beside it (NumPy's) and their threads, and the CUDA build (runtime
+    version, GPU architectures compiled for) and devices (with their compute capability)."""
     cuda_built, cuda_runtime, cuda_archs, cuda_devices, gpus = _cuda_info()
     return {
         "version": __version__,
@@ -68,6 +79,7 @@ def info():
         "simd_available": list(_cpu.simd_available()),
         "simd_built": list(_cpu.simd_built),
         "threads": get_num_threads(),
+        "blas": _blas(),
         "cuda_built": cuda_built,
         "cuda_runtime": cuda_runtime,
         "cuda_archs": cuda_archs,

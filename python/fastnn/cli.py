@@ -8,10 +8,24 @@ import fastnn.bench
 import fastnn.demo
 
 
+def _backend_text(name, info):
+    if name != "cuda":
+        return name
+    devices = info["cuda_devices"]
+    return f"cuda ({devices} device{'s' if devices > 1 else ''})" if devices else "cuda (built, no device)"
+
+
+def _blas_text(lib):
+    layer = f", {lib['threading_layer']}" if lib["threading_layer"] else ""
+    return f"{lib['library']} {lib['version'] or ''} ({lib['threads']} threads{layer})"
+
+
 def _print_info():
     info = fastnn.info()
-    width = max(len(k) for k in info)
-    for key, value in info.items():
+    shown = dict(info, backends=[_backend_text(b, info) for b in info["backends"]],
+                 blas=[_blas_text(lib) for lib in info["blas"]])
+    width = max(len(k) for k in shown)
+    for key, value in shown.items():
         if isinstance(value, list):
             value = ", ".join(value) or "-"
         print(f"{key:<{width}}  {value}")
@@ -20,7 +34,7 @@ def _print_info():
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="print the build: version, backends, SIMD level, threads")
+    sub.add_parser("info", help="print the build: version, backends, SIMD level, threads, NumPy's BLAS")
     demo = sub.add_parser("demo", help="train a CNN and an MLP on handwritten digits (the main job; "
                           "needs the examples extra)")
     fastnn.demo.add_arguments(demo)

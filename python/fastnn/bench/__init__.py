@@ -11,9 +11,10 @@ import sys
 import fastnn
 from . import registry, runner
 
-# Elements of each case's main array: ~1 MB of float32 (inside the last-level cache)
-# and 256 MB (far beyond it: each case then moves 0.5 to 2 GB).
-DEFAULT_SIZES = ["256K", "64M"]
+# Elements of each case's main array: 4 MB of float32 (inside the last-level cache)
+# and 256 MB (far beyond it: each case then moves 0.5 to 2 GB). Cases made with a size
+# of their own (a loop, a model's parameter list or batch) run once at it.
+DEFAULT_SIZES = ["1M", "64M"]
 QUICK_SIZES = ["64K"]
 ROUNDS, BUDGET_S = 7, 2.0
 QUICK_ROUNDS, QUICK_BUDGET_S = 3, 0.05
@@ -24,8 +25,8 @@ def add_arguments(parser):
                         help=f"every family at {','.join(QUICK_SIZES)} elements, {QUICK_ROUNDS} "
                              "rounds (a smoke run, well under a minute)")
     parser.add_argument("--ops", metavar="PATTERN,...",
-                        help="only the cases whose family, op name or op matches one of these "
-                             "fnmatch patterns (e.g. 'gelu*,batch_norm,optim')")
+                        help="only the cases whose family, op name, op or layout matches one of "
+                             "these fnmatch patterns (e.g. 'gelu*,batch_norm,optim,NHWC')")
     parser.add_argument("--sizes", metavar="SIZE,...",
                         help=f"elements of each case's main array (default {','.join(DEFAULT_SIZES)})")
     parser.add_argument("--threads", type=int, help="threads for fastnn and PyTorch (default: all cores)")

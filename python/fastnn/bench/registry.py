@@ -8,11 +8,14 @@ callable with no argument, in this order:
   fastnn_out   the same call writing into out= arrays
   numpy        what a user writes in NumPy
   torch        the PyTorch CPU call (absent without torch)
+  torch_out    the same writing into preallocated out= tensors, where torch has an
+               out= form of the op (absent without torch)
   extras       a case's other variants (Case.extras: key and label)
   floor        native streaming passes with the case's own traffic (Floor)
 
 Every implementation returns what it computed, so tests can check they agree.
-Sizes count the elements of the case's main array.
+Sizes count the elements of the case's main array; a case made with its own size (a
+model's batch, a real model's parameter list, a loop's shapes) runs once at it.
 
 The cases themselves live in the family modules of ``fastnn.bench.families``: each
 has a ``cases()`` giving its Cases without a size (see that package to add one).
@@ -65,18 +68,26 @@ def stream(reads=(), writes=(), inplace=()):
 class Floor:
     """The memory floor: native streaming passes (stream(); run by _cpu.stream_pass, a
     pass that only reads by _cpu.stream_read). Its bytes are the least any
-    implementation of the case must move."""
+    implementation of the case must move.
 
-    def __init__(self, *passes):
-        self.passes = passes
+    A case that also computes (a matmul beside a kernel) gives that work as
+    ``work=(label, callable)``: the floor runs it `repeat` times, then the passes
+    `repeat` times, apart, so nothing they do competes. ``bytes`` counts one repeat."""
+
+    def __init__(self, *passes, work=None, repeat=1):
+        self.passes, self.work, self.repeat = passes, work, repeat
 
     def __call__(self):
-        for reads, writes, inplace in self.passes:
-            if writes or inplace:
-                _cpu.stream_pass(reads, writes, inplace)
-            else:
-                for a in reads:
-                    _cpu.stream_read(a)
+        if self.work is not None:
+            for _ in range(self.repeat):
+                self.work[1]()
+        for _ in range(self.repeat):
+            for reads, writes, inplace in self.passes:
+                if writes or inplace:
+                    _cpu.stream_pass(reads, writes, inplace)
+                else:
+                    for a in reads:
+                        _cpu.stream_read(a)
 
     @property
     def bytes(self):
@@ -85,7 +96,7 @@ class Floor:
 
     @property
     def pattern(self):
-        parts = []
+        parts = [self.work[0]] if self.work is not None else []
         for r, w, k in self.passes:
             counts = [f"{verb} {len(arrays)}" for verb, arrays in
                       (("read", r), ("write", w), ("in place", k)) if arrays]
@@ -102,6 +113,12 @@ class Built:
     views: dict = field(default_factory=dict)
     # outputs drawn at random per implementation: a check each must pass instead
     random_check: Optional[Callable] = None
+    # iterations of the case's work in one call (a loop of small steps): the table
+    # shows the time of one; the floor repeats as often (Floor.repeat)
+    inner: int = 1
+    # whether the table reports each implementation's time over the floor's, in
+    # microseconds (a per-step overhead: small tensors, many of them)
+    overhead: bool = False
     # a case timed outside this process (an MPI job): timed(rounds, budget_s) ->
     # {implementation: (median seconds, timed calls)}, used instead of calling the impls
     timed: Optional[Callable] = None
@@ -111,11 +128,13 @@ class Built:
 class Case:
     family: str
     op: str            # "gelu_tanh backward", "adam step", ...
-    layout: str        # flat, NCHW, NHWC, rows, one, mixed200
+    layout: str        # flat, NCHW, NHWC, K=1000, one, mixed200, ... (what the size is cut into)
     make: Callable = field(repr=False, compare=False)  # make(n, torch) -> Built
     extras: tuple = ()  # (key, label) of each other variant the table shows
     has_out: bool = True  # fastnn takes out= (optimizers update in place)
-    n: int = 0         # elements of the main array (0: a family's case before sizing)
+    torch_out: bool = False  # torch has an out= form of the op
+    n: int = 0         # elements of the main array (0: a family's case before sizing; set:
+                       # the case's own size, run once whatever the sizes asked)
     dtype: str = "float32"
     in_process: bool = True  # False: timed by a job of its own (Built.timed); not in --quick
                              # (unless --ops names it) nor in the pytest-benchmark suite
@@ -138,12 +157,13 @@ class Case:
 
     def tokens(self):
         """What an --ops pattern is matched against."""
-        return (self.family, self.op.split()[0], self.op, self.name)
+        return (self.family, self.op.split()[0], self.op, self.layout, self.name)
 
     def impl_names(self, with_torch):
         """The implementations build() gives, in their timing order."""
         names = ["fastnn"] + (["fastnn_out"] if self.has_out else []) + ["numpy"]
         names += ["torch"] if with_torch else []
+        names += ["torch_out"] if with_torch and self.torch_out else []
         names += [e for e in self.extra_keys if with_torch or not e.startswith("torch")]
         return names + ["floor"]
 
@@ -176,8 +196,9 @@ def cases(sizes):
 
 
 def select(all_cases, patterns):
-    """The cases any of the patterns (fnmatch, against family, op name, op or the full
-    name) matches. A pattern matching nothing is a ValueError naming what exists."""
+    """The cases any of the patterns (fnmatch, against family, op name, op, layout or
+    the full name) matches. A pattern matching nothing is a ValueError naming what
+    exists."""
     chosen = []
     for pat in patterns:
         hits = [c for c in all_cases if any(fnmatch.fnmatch(t, pat) for t in c.tokens())]

@@ -4,7 +4,13 @@ Memory bandwidth on a shared VM drifts by 2-3x within minutes, so a case is time
 round-robin: after one warm-up call of each implementation, every round runs each of
 them once, and the figure is the median over the rounds. An implementation that has
 used up its time budget (slow NumPy at 64M takes seconds a call) sits out the
-remaining rounds; it always gets at least one. fastnn and the floor run every round.
+remaining rounds; it always gets at least one. fastnn, the floor and the copy run
+every round.
+
+The floor is checked in the same rounds: a plain copy of the floor's bytes (half
+read, half written) runs beside it. A floor that is slower than that copy in every
+round by more than NOISE, or a kernel faster than its floor in every round by more
+than NOISE, is flagged: the floor loop is not the least time its traffic takes.
 """
 
 import datetime
@@ -19,9 +25,13 @@ import time
 import numpy as np
 
 import fastnn
+from fastnn import _cpu
 
 SLOW_MARK = "*"
-UNCAPPED = ("fastnn", "fastnn_out", "floor")  # the ratios' basis: every round, whatever the budget
+FLAG_MARK = "!"
+# the ratios' and the checks' basis: every round, whatever the budget
+UNCAPPED = ("fastnn", "fastnn_out", "floor", "copy")
+NOISE = 0.05  # how far a check's paired rounds must all lie to flag a floor
 
 
 def import_torch():
@@ -32,21 +42,48 @@ def import_torch():
     return torch
 
 
-def time_case(built, rounds, budget_s):
-    """{implementation: (median seconds, timed calls)}."""
-    if built.timed is not None:
-        return built.timed(rounds, budget_s)
-    times = {k: [] for k in built.impls}
-    for f in built.impls.values():
+def time_case(impls, rounds, budget_s):
+    """{implementation: seconds of each timed call}."""
+    times = {k: [] for k in impls}
+    for f in impls.values():
         f()  # warm-up: first-touch page faults, caches, torch's dispatch
     for r in range(rounds):
-        for k, f in built.impls.items():
+        for k, f in impls.items():
             if r and k not in UNCAPPED and sum(times[k]) >= budget_s:
                 continue
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
-    return {k: (statistics.median(v), len(v)) for k, v in times.items()}
+    return times
+
+
+class Copy:
+    """A plain copy of `nbytes` in all: half read from src, half written to dst."""
+
+    def __init__(self, nbytes):
+        self.src = np.ones(nbytes // 8, np.float32)
+        self.dst = np.empty_like(self.src)
+
+    def __call__(self):
+        _cpu.stream_copy(self.src, self.dst)
+
+
+def copy_of(floor):
+    """A copy of the floor's bytes (the same traffic and footprint), or None for a
+    floor that also computes."""
+    return Copy(floor.bytes) if floor.work is None and floor.bytes >= 8 else None
+
+
+def beats_floor(kernel_s, floor_s, noise=NOISE):
+    """Whether the kernel ran faster than its floor by more than `noise` in every round
+    (round by round: the pairs ran back to back, through the same drift)."""
+    return bool(kernel_s) and all(k < f * (1 - noise) for k, f in zip(kernel_s, floor_s))
+
+
+def slower_than_copy(floor_s, copy_s, noise=NOISE):
+    """Whether the floor ran slower than a copy of its bytes by more than `noise` in
+    every round."""
+    return bool(copy_s) and all(f > c * (1 + noise) for f, c in zip(floor_s, copy_s))
 
 
 def _l3_bytes():
@@ -92,22 +129,36 @@ def machine(torch, threads):
     }
 
 
-def result_row(case, built, timed):
-    """One case's figures: every implementation's median ms and calls, and the ratios
-    (all from fastnn's default call)."""
-    ms = {k: t * 1e3 for k, (t, _) in timed.items()}
+def result_row(case, built, times):
+    """One case's figures from its timed calls: every implementation's median ms (of
+    one iteration) and calls, the ratios (from fastnn's default call), the floor checks."""
+    ms = {k: statistics.median(v) * 1e3 / built.inner for k, v in times.items() if k != "copy"}
     fast = ms["fastnn"]
-    return {
+    kernel_s = [min(pair) for pair in zip(times["fastnn"], times.get("fastnn_out", times["fastnn"]))]
+    flags = []
+    if beats_floor(kernel_s, times["floor"]):
+        flags.append("beats_floor")
+    if "copy" in times and slower_than_copy(times["floor"], times["copy"]):
+        flags.append("floor_slower_than_copy")
+    row = {
         "family": case.family, "op": case.op, "layout": case.layout, "size": case.size,
         "elements": case.n, "dtype": case.dtype, "bytes": built.floor.bytes,
-        "floor_pattern": built.floor.pattern,
-        "ms": ms, "calls": {k: c for k, (_, c) in timed.items()},
+        "floor_pattern": built.floor.pattern, "iterations_per_call": built.inner,
+        "ms": ms, "calls": {k: len(v) for k, v in times.items() if k != "copy"},
         "labels": {k: label for k, label in case.extras if k in ms},
         "speedup_numpy": ms["numpy"] / fast,
         "speedup_torch": ms["torch"] / fast if "torch" in ms else None,
-        "gb_per_s": built.floor.bytes / (fast * 1e-3) / 1e9,
+        "speedup_torch_out": (ms["torch_out"] / ms["fastnn_out"]
+                              if "torch_out" in ms and "fastnn_out" in ms else None),
+        "gb_per_s": built.floor.bytes / (fast * 1e-3) / 1e9 if built.floor.work is None else None,
         "vs_floor": fast / ms["floor"],
+        "copy_ms": statistics.median(times["copy"]) * 1e3 if "copy" in times else None,
+        "flags": flags,
     }
+    row["floor_vs_copy"] = ms["floor"] / row["copy_ms"] if row["copy_ms"] else None
+    if built.overhead:
+        row["overhead_us"] = {k: (t - ms["floor"]) * 1e3 for k, t in ms.items() if k != "floor"}
+    return row
 
 
 class Progress:
@@ -145,7 +196,16 @@ def run(cases, *, rounds, budget_s, torch):
     for case in cases:
         bar.show(case.name)
         built = case.build(torch)
-        rows.append(result_row(case, built, time_case(built, rounds, budget_s)))
+        if built.timed is not None:  # a job of its own gives medians: each stands for its rounds
+            times = {k: [t] * calls for k, (t, calls) in built.timed(rounds, budget_s).items()}
+        else:
+            impls = dict(built.impls)
+            copy = copy_of(built.floor)
+            if copy is not None:
+                impls["copy"] = copy
+            times = time_case(impls, rounds, budget_s)
+            del impls, copy
+        rows.append(result_row(case, built, times))
         del built
         gc.collect()  # the next case's arrays reuse this one's memory
         bar.step()
@@ -169,24 +229,56 @@ def header(m):
             f"{m['date']}")
 
 
+OVERHEAD_NAMES = {"fastnn": "fastnn", "torch": "PyTorch", "torch_foreach": "PyTorch foreach"}
+
+
+def _overhead(row):
+    if "overhead_us" not in row:
+        return []
+    return ["per-step overhead over the floor: " + ", ".join(
+        f"{name} {row['overhead_us'][k]:.0f} us" for k, name in OVERHEAD_NAMES.items()
+        if k in row["overhead_us"])]
+
+
+def _ratio(value, flagged):
+    if value is None:
+        return "-"
+    return f"{value:.2f}" + (f" {FLAG_MARK}" if flagged else "")
+
+
 def table(rows, m, rounds, budget_s):
     """Markdown: one row per case, then the notes the figures need."""
     lines = [header(m), "",
-             "| op | layout | size | fastnn ms | out= ms | NumPy ms | PyTorch ms | floor ms "
-             "| vs NumPy | vs PyTorch | GB/s | / floor | other ms |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| op | layout | size | fastnn ms | out= ms | NumPy ms | PyTorch ms | PyTorch out= ms "
+             "| floor ms | vs NumPy | vs PyTorch | GB/s | / floor | floor / copy | other |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        other = "; ".join(f"{label} {_ms(r, k, rounds)}" for k, label in r["labels"].items())
+        other = "; ".join([f"{label} {_ms(r, k, rounds)}" for k, label in r["labels"].items()]
+                          + _overhead(r))
         torch_x = f"{r['speedup_torch']:.2f}x" if r["speedup_torch"] else "-"
+        gb = f"{r['gb_per_s']:.1f}" if r["gb_per_s"] is not None else "-"
         lines.append(
             f"| {r['op']} | {r['layout']} | {r['size']} | {_ms(r, 'fastnn', rounds)} "
             f"| {_ms(r, 'fastnn_out', rounds)} | {_ms(r, 'numpy', rounds)} | {_ms(r, 'torch', rounds)} "
-            f"| {_ms(r, 'floor', rounds)} | {r['speedup_numpy']:.1f}x | {torch_x} "
-            f"| {r['gb_per_s']:.1f} | {r['vs_floor']:.2f} | {other} |")
+            f"| {_ms(r, 'torch_out', rounds)} | {_ms(r, 'floor', rounds)} | {r['speedup_numpy']:.1f}x "
+            f"| {torch_x} | {gb} | {_ratio(r['vs_floor'], 'beats_floor' in r['flags'])} "
+            f"| {_ratio(r['floor_vs_copy'], 'floor_slower_than_copy' in r['flags'])} | {other} |")
     slow = sum(1 for r in rows for c in r["calls"].values() if c < rounds)
     lines += ["", f"Median of {rounds} round-robin rounds after a warm-up call"
               + (f"; {SLOW_MARK} fewer rounds: the implementation used up its {budget_s:g} s budget "
                  f"({slow} cells)" if slow else "") + "."]
+    looped = sorted({r["iterations_per_call"] for r in rows if r["iterations_per_call"] > 1})
+    if looped:
+        lines.append(f"Loop cases (layout loop) time {', '.join(map(str, looped))} iterations a call "
+                     "and show one; their floor is the matmuls alone plus the kernel's traffic.")
+    beats = [r for r in rows if "beats_floor" in r["flags"]]
+    slow_floors = [r for r in rows if "floor_slower_than_copy" in r["flags"]]
+    lines.append(f"Floor checks: {FLAG_MARK} in / floor marks a kernel (its default or out= call) "
+                 f"faster than its floor by more than {NOISE:.0%} in every round ({len(beats)} rows); "
+                 f"{FLAG_MARK} in floor / copy a "
+                 f"floor slower than a plain copy of the same bytes by more than {NOISE:.0%} in every "
+                 f"round ({len(slow_floors)} rows). Either means the floor loop is not the least time "
+                 "its traffic takes.")
     return "\n".join(lines)
 
 

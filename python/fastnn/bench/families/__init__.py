@@ -16,6 +16,7 @@ FAMILIES = (
     "prelu_maxout",
     "dropout",
     "optim",
+    "threads",        # a NumPy matmul alternating with a kernel
     "training",       # a whole step of three models, at their own sizes
     "allreduce",      # all-reduce and data-parallel steps on 2 ranks (an MPI job)
 )

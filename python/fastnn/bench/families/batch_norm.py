@@ -85,24 +85,41 @@ def _batch_norm(op, relu, layout, n, torch):
         tx, tdy = tensor(x), tensor(dy)
         tw, tb = torch.from_numpy(weight), torch.from_numpy(bias)
         trm, trv = (torch.from_numpy(a) for a in running())
+        aten = torch.ops.aten
+        t_out = tensor(np.empty_like(x))  # torch_out's preallocated results
+        t_mean, t_invstd, t_dw, t_db = (torch.empty(C) for _ in range(4))
         if op != "backward":
             bn = functools.partial(tf.batch_norm, tx, trm, trv, tw, tb, training=training,
                                    momentum=MOMENTUM, eps=EPS)
             impls["torch"] = (lambda: tf.relu(bn())) if relu else bn
+
+            def torch_forward_out():
+                aten.native_batch_norm.out(tx, tw, tb, trm, trv, training, MOMENTUM, EPS,
+                                           out=t_out, save_mean=t_mean, save_invstd=t_invstd)
+                return aten.relu_(t_out) if relu else t_out
+
+            impls["torch_out"] = torch_forward_out
         else:
             z, save_mean, save_invstd = torch.native_batch_norm(tx, tw, tb, trm.clone(), trv.clone(),
                                                                 True, MOMENTUM, EPS)
             ty = tf.relu(z)
-            bwd = torch.ops.aten.native_batch_norm_backward
+            bwd = aten.native_batch_norm_backward
+            t_masked = tensor(np.empty_like(x))
 
             def torch_backward():  # what autograd runs
-                g = torch.ops.aten.threshold_backward(tdy, ty, 0) if relu else tdy
+                g = aten.threshold_backward(tdy, ty, 0) if relu else tdy
                 return bwd(g, tx, tw, trm, trv, save_mean, save_invstd, True, EPS, [True, True, True])
 
-            impls["torch"] = torch_backward
+            def torch_backward_out():
+                g = aten.threshold_backward.grad_input(tdy, ty, 0, grad_input=t_masked) if relu else tdy
+                return bwd.out(g, tx, tw, trm, trv, save_mean, save_invstd, True, EPS, [True, True, True],
+                               out0=t_out, out1=t_dw, out2=t_db)
+
+            impls["torch"], impls["torch_out"] = torch_backward, torch_backward_out
         if layout == "NHWC":
             back = lambda t: t.permute(0, 2, 3, 1)  # noqa: E731
             views["torch"] = back if op != "backward" else lambda r: (back(r[0]),) + tuple(r[1:])
+            views["torch_out"] = views["torch"]
 
     if relu:  # fastnn's batch norm, then a separate relu pass (backward: mask pass first)
         masked = np.empty_like(dy)
@@ -128,4 +145,5 @@ def cases():
             for layout in ("NCHW", "NHWC"):
                 yield Case("batch_norm", f"batch_norm{'_relu' if relu else ''} {op}", layout,
                            part(_batch_norm, op, relu, layout),
-                           extras=(("fastnn_unfused", "fastnn BN then relu"),) if relu else ())
+                           extras=(("fastnn_unfused", "fastnn BN then relu"),) if relu else (),
+                           torch_out=True)

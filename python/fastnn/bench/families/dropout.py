@@ -25,6 +25,8 @@ def _dropout(direction, n, torch):
         if torch is not None:
             tx = torch.from_numpy(x)
             impls["torch"] = lambda: torch.nn.functional.dropout(tx, P, training=True)
+            t_y, t_keep = torch.from_numpy(np.empty_like(x)), torch.empty(n, dtype=torch.bool)
+            impls["torch_out"] = lambda: torch.ops.aten.native_dropout.out(tx, P, True, out0=t_y, out1=t_keep)
         floor = Floor(stream([x], [y]), stream(writes=[mask_out]))
 
         def random_check(r):  # each element dropped or scaled
@@ -39,6 +41,9 @@ def _dropout(direction, n, torch):
         if torch is not None:
             tx, tkeep = torch.from_numpy(x), torch.from_numpy(keep)
             impls["torch"] = lambda: torch.ops.aten.native_dropout_backward(tx, tkeep, 1 / (1 - P))
+            t_y = torch.from_numpy(np.empty_like(x))
+            impls["torch_out"] = lambda: torch.ops.aten.native_dropout_backward.out(tx, tkeep, 1 / (1 - P),
+                                                                                   out=t_y)
         impls["fastnn_regen"] = lambda: F.dropout_backward(x, None, P, seed=SEED, out=y)
         floor = Floor(stream([x], [y]), stream([mask]))
         random_check = None
@@ -49,4 +54,5 @@ def _dropout(direction, n, torch):
 def cases():
     for direction in ("forward", "backward"):
         yield Case("dropout", f"dropout {direction}", "flat", functools.partial(_dropout, direction),
-                   extras=(("fastnn_regen", "fastnn regenerated mask"),) if direction == "backward" else ())
+                   extras=(("fastnn_regen", "fastnn regenerated mask"),) if direction == "backward" else (),
+                   torch_out=True)

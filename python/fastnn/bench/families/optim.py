@@ -36,7 +36,8 @@ def split_sizes(total, layout):
     return [int(s) for s in sizes]
 
 
-def _numpy_step(name, kw, ps, gs, states, t):
+def numpy_step(name, kw, ps, gs, states, t):
+    """One step of the named optimizer over the arrays ps in NumPy, as a user writes it."""
     lr = kw["lr"]
     if name == "sgd_momentum":
         for p, g, b in zip(ps, gs, states[0]):
@@ -103,7 +104,7 @@ def _optim(name, layout, n, torch):
     nd = [d.copy() for d in datas]
     states = [[np.zeros_like(d) for d in datas] for _ in range(n_states)]
     t = [0]
-    impls["numpy"] = lambda: _numpy_step(name, kw, nd, grads, states, t)
+    impls["numpy"] = lambda: numpy_step(name, kw, nd, grads, states, t)
     views["numpy"] = lambda _: [p - d for p, d in zip(nd, datas)]
     if torch is not None:
         torch_step("torch", "fused" if has_fused else "foreach")
@@ -119,7 +120,7 @@ def _optim(name, layout, n, torch):
     floor = Floor(stream([np.ones(n, np.float32)],
                          inplace=[np.ones(n, np.float32) for _ in range(1 + n_states)]))
     impls["floor"] = floor
-    return Built(impls, floor, views)
+    return Built(impls, floor, views, overhead=layout == "small1000")
 
 
 def cases():

@@ -68,14 +68,20 @@ def _prelu_maxout(op, n, torch):
             impls["torch"] = torch_backward
         elif op == "maxout forward":
             impls["torch"] = lambda: _grouped(tx).amax(dim=2)
+            t_small = torch.from_numpy(np.empty_like(out_small))
+            impls["torch_out"] = lambda: torch.amax(_grouped(tx), dim=2, out=t_small)
         else:  # autograd's scatter through the saved indices
             index = _grouped(tx).max(dim=2).indices.unsqueeze(2)
             g = torch.from_numpy(dy_small).unsqueeze(2)
             impls["torch"] = lambda: torch.zeros(_grouped(tx).shape).scatter_(2, index, g).view(tx.shape)
+            t_dx = _grouped(torch.from_numpy(np.empty_like(x)))
+            impls["torch_out"] = lambda: t_dx.zero_().scatter_(2, index, g).view(tx.shape)
     impls["floor"] = floor
     return Built(impls, floor)
 
 
 def cases():
     for op in ("prelu forward", "prelu backward", "maxout forward", "maxout backward"):
-        yield Case("prelu_maxout", op, "NCHW", functools.partial(_prelu_maxout, op))
+        # torch has no out= form of prelu
+        yield Case("prelu_maxout", op, "NCHW", functools.partial(_prelu_maxout, op),
+                   torch_out=op.startswith("maxout"))
