@@ -3,6 +3,7 @@
 // and the per-channel finish of the forward and backward. Layouts: batch_norm.cpp.
 #pragma once
 #include <stdint.h>
+#include <string.h>
 
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -25,6 +26,17 @@ inline Vec16<T> activate(const Vec16<T>& z) {
 template <bool kRelu, class T>
 inline T activate(T z) {
   return kRelu ? bn_relu(z) : z;
+}
+
+// f(Flag<stream>{}, Flag<relu>{}): the kernel variant for a streamed or cached output
+// pass, with or without the fused ReLU, chosen at compile time.
+template <bool b> struct Flag {
+  static constexpr bool value = b;
+};
+template <class F>
+inline void with_variant(bool stream, bool relu, const F& f) {
+  if (stream) relu ? f(Flag<true>{}, Flag<true>{}) : f(Flag<true>{}, Flag<false>{});
+  else relu ? f(Flag<false>{}, Flag<true>{}) : f(Flag<false>{}, Flag<false>{});
 }
 
 // The gradient the batch norm sees: dy, or with the ReLU dy where the forward's y > 0.
@@ -53,6 +65,82 @@ inline Vec16<double> grad_tail16_f64(const T* dy, const T* y, int64_t n) {
 template <bool kRelu, class T>
 inline T grad1(const T* dy, const T* y) {
   return kRelu ? bn_relu_grad(*dy, *y) : *dy;
+}
+
+// The fused ReLU backward keeps its mask between the two passes as bits: the first
+// pass reads y and writes bit l of a 16-bit word for lane l (y > 0), the second reads
+// the words (1/32 of y's bytes for float32). Words sit where the layout puts a run's
+// vectors; bits_at reads the 16 bits from any bit position (the mask array has one
+// word of padding at its end).
+template <class T>
+inline uint32_t positive_bits16(const Vec16<T>& v) {  // bit l = v[l] > 0 (NaN: 0)
+  constexpr int kPer = Vec16<T>::kPerRegister;
+  uint32_t bits = 0;
+  for (int k = 0; k < Vec16<T>::kRegisters; ++k) {
+    uint32_t b;
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) b = _mm512_cmp_ps_mask(__m512(v.r[k]), _mm512_setzero_ps(), _CMP_GT_OQ);
+    else b = _mm512_cmp_pd_mask(__m512d(v.r[k]), _mm512_setzero_pd(), _CMP_GT_OQ);
+#elif defined(__AVX__)
+    if constexpr (sizeof(T) == 4) b = _mm256_movemask_ps(_mm256_cmp_ps(__m256(v.r[k]), _mm256_setzero_ps(), _CMP_GT_OQ));
+    else b = _mm256_movemask_pd(_mm256_cmp_pd(__m256d(v.r[k]), _mm256_setzero_pd(), _CMP_GT_OQ));
+#elif defined(__SSE2__)
+    if constexpr (sizeof(T) == 4) b = _mm_movemask_ps(_mm_cmpgt_ps(__m128(v.r[k]), _mm_setzero_ps()));
+    else b = _mm_movemask_pd(_mm_cmpgt_pd(__m128d(v.r[k]), _mm_setzero_pd()));
+#else
+    b = 0;
+    for (int l = 0; l < kPer; ++l) b |= uint32_t(v.r[k][l] > 0) << l;
+#endif
+    bits |= b << (k * kPer);
+  }
+  return bits;
+}
+
+// v where bit l of bits is set, +0 elsewhere: bn_relu_grad(v, y) for the bits of y.
+template <class T>
+inline Vec16<T> keep_bits16(uint32_t bits, const Vec16<T>& v) {
+  constexpr int kPer = Vec16<T>::kPerRegister;
+#if defined(__AVX512F__)
+  return lanewise<T>([&](int k) {
+    typedef typename Vec16<T>::Register R;
+    if constexpr (sizeof(T) == 4) return R(_mm512_maskz_mov_ps(__mmask16(bits), __m512(v.r[k])));
+    else return R(_mm512_maskz_mov_pd(__mmask8(bits >> (k * kPer)), __m512d(v.r[k])));
+  });
+#else
+  typedef typename Mask16<T>::Register M;
+  typedef typename Mask16<T>::Int I;
+  static const I kLaneBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
+                                 8192, 16384, 32768};
+  M lane_bit;
+  memcpy(&lane_bit, kLaneBit, sizeof lane_bit);
+  return lanewise<T>([&](int k) {
+    const M b = M{} + I(bits >> (k * kPer));
+    return ((b & lane_bit) != 0) ? v.r[k] : typename Vec16<T>::Register{};
+  });
+#endif
+}
+
+// The 16 mask bits from bit position `bit` on (words of 16 bits, little end first).
+inline uint32_t bits_at(const uint16_t* mask, int64_t bit) {
+  const uint16_t* w = mask + (bit >> 4);
+  return ((uint32_t(w[0]) | uint32_t(w[1]) << 16) >> (bit & 15)) & 0xffffu;
+}
+
+// out[i] for i < len: vec(i) gives the 16 values at i, one(i) a single value. With
+// kStream the register-aligned vectors are streamed past the cache (the caller calls
+// stream_fence() before its task ends); the values are the same either way.
+template <bool kStream, class T, class VecF, class OneF>
+inline void write_run(T* out, int64_t len, const VecF& vec, const OneF& one) {
+  int64_t i = 0;
+  if (kStream) {
+    const int64_t head = values_to_alignment(out);
+    if (head >= 0 && head < len) {
+      for (; i < head; ++i) out[i] = one(i);
+      for (; i + kLanes <= len; i += kLanes) stream16(out + i, vec(i));
+    }
+  }
+  for (; i + kLanes <= len; i += kLanes) store16(out + i, vec(i));
+  for (; i < len; ++i) out[i] = one(i);
 }
 
 inline void add_sums(BackwardSums& a, const BackwardSums& b) {
