@@ -81,14 +81,20 @@ struct StatsLanes {
 };
 
 template <class T>
-inline void stats_run(const T* p, int64_t len, double shift, StatsLanes& s) {
-  auto add = [&](const Vec16<double>& d) {
+FASTNN_RUN_LOOP inline void stats_run(const T* p, int64_t len, double shift, StatsLanes& sums) {
+  StatsLanes s = sums;  // in registers for the run
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    const Vec16<double> d = load16_f64(p + i) - shift;
     s.s1 += d;
     s.s2 += d * d;
-  };
-  int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) add(load16_f64(p + i) - shift);
-  if (i < len) add(first_lanes(load_tail16_f64(p + i, len - i) - shift, len - i));
+  }
+  if (i < len) {
+    const Vec16<double> d = first_lanes(load_tail16_f64(p + i, len - i) - shift, len - i);
+    s.s1 += d;
+    s.s2 += d * d;
+  }
+  sums = s;
 }
 
 inline StatsLanes zero_stats_lanes() { return {zeros16<double>(), zeros16<double>()}; }
@@ -104,32 +110,42 @@ struct BackwardLanes {
   Vec16<double> dy, dy_xc, xc;
 };
 
+inline void add_backward(BackwardLanes& s, const Vec16<double>& g, const Vec16<double>& xc) {
+  s.dy += g;
+  s.dy_xc += g * xc;
+  s.xc += xc;
+}
+
 template <bool kWriteDx, bool kRelu, class T>
-inline void backward_run(const T* dy, const T* y, const T* x, int64_t len, double m0,
-                         BackwardLanes& s, T* dx, T k, uint16_t* mask) {
-  auto add = [&](const Vec16<double>& g, const Vec16<double>& xc) {
-    s.dy += g;
-    s.dy_xc += g * xc;
-    s.xc += xc;
-  };
+FASTNN_RUN_LOOP inline void backward_run(const T* dy, const T* y, const T* x, int64_t len, double m0,
+                                         BackwardLanes& sums, T* dx, T k, uint16_t* mask) {
+  BackwardLanes s = sums;  // in registers for the run
   const bool write_mask = kRelu && !kWriteDx;
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) {
-    if (write_mask) mask[i / kLanes] = uint16_t(positive_bits16(load16(y + i)));
-    add(grad16_f64<kRelu>(dy + i, y + i), load16_f64(x + i) - m0);
-    if (kWriteDx) store16(dx + i, grad16<kRelu>(dy + i, y + i) * k);  // after the loads: dx may be dy, y or x
+    if (kRelu) {
+      uint32_t bits;
+      const Vec16<T> g = relu_masked16(dy + i, y + i, bits);
+      if (write_mask) mask[i / kLanes] = uint16_t(bits);
+      add_backward(s, widen16(g), load16_f64(x + i) - m0);
+      if (kWriteDx) store16(dx + i, g * k);  // after the loads: dx may be dy, y or x
+    } else {
+      add_backward(s, load16_f64(dy + i), load16_f64(x + i) - m0);
+      if (kWriteDx) store16(dx + i, load16(dy + i) * k);
+    }
   }
   if (i < len) {  // padding lanes: dy = 0 and x - m0 = 0
     if (write_mask) {
       T tail[kLanes] = {};
       for (int64_t j = i; j < len; ++j) tail[j - i] = y[j];
-      mask[i / kLanes] = uint16_t(positive_bits16(load16(tail)));
+      mask[i / kLanes] = uint16_t(lane_bits16(load16(tail) > T(0)));
     }
-    add(grad_tail16_f64<kRelu>(dy + i, y + i, len - i),
-        first_lanes(load_tail16_f64(x + i, len - i) - m0, len - i));
+    add_backward(s, grad_tail16_f64<kRelu>(dy + i, y + i, len - i),
+                 first_lanes(load_tail16_f64(x + i, len - i) - m0, len - i));
     if (kWriteDx)
       for (; i < len; ++i) dx[i] = grad1<kRelu>(dy + i, y + i) * k;
   }
+  sums = s;
 }
 
 inline BackwardLanes zero_backward_lanes() {
@@ -235,10 +251,11 @@ void parallel_runs(const Planes& g, Planes::Order order, int threads, F f) {
 
 // y = bn_normalize(x) over one run.
 template <bool kStream, bool kRelu, class T>
-inline void normalize_run(const T* x, T* y, int64_t len, const NormalizeParams<T>& p) {
+inline void normalize_run(const T* x, T* y, int64_t len, const NormalizeParams<T>& params) {
+  const NormalizeParams<T> p = params;  // a local: the stores to y can't change it
   write_run<kStream>(
-      y, len, [&](int64_t i) { return activate<kRelu>(bn_normalize(load16(x + i), p)); },
-      [&](int64_t i) { return activate<kRelu>(bn_normalize(x[i], p)); });
+      y, len, [=](int64_t i) { return activate<kRelu>(bn_normalize(load16(x + i), p)); },
+      [=](int64_t i) { return activate<kRelu>(bn_normalize(x[i], p)); });
 }
 
 // y = bn_normalize(x) everywhere, with per-channel params.
@@ -313,17 +330,20 @@ void planes_backward_train(const BnBackwardArgs<T>& a) {
   const Planes::Order order = g.order(a.threads, sizeof(T), 2);
   Scratch<uint16_t> mask(kRelu ? g.mask_words() : 0);
   if (kRelu) mask[g.mask_words() - 1] = 0;  // the padding word bits_at may read
-  auto write_dx = [&](int64_t o, int64_t len, int64_t bit, const BackwardParams<T>& p) {
+  const uint16_t* bits = mask.data;
+  // The lambdas copy what they use: a streaming store may alias anything, and values
+  // read through a reference would be reloaded after each one.
+  auto write_dx = [&](int64_t o, int64_t len, int64_t bit, const BackwardParams<T> p) {
     const T *dy = a.dy + o, *x = a.x + o;
     T* dx = a.dx + o;  // may be dy, y or x: each element is read before it is written
     write_run<kStream>(
         dx, len,
-        [&](int64_t i) {
+        [=](int64_t i) {
           const Vec16<T> d = load16(dy + i);
-          return bn_backward_dx(kRelu ? keep_bits16(bits_at(mask.data, bit + i), d) : d, load16(x + i), p);
+          return bn_backward_dx(kRelu ? keep_bits16(bits_at(bits, bit + i), d) : d, load16(x + i), p);
         },
-        [&](int64_t i) {
-          const T d = kRelu && !(bits_at(mask.data, bit + i) & 1) ? T(0) : dy[i];
+        [=](int64_t i) {
+          const T d = kRelu && !(bits_at(bits, bit + i) & 1) ? T(0) : dy[i];
           return bn_backward_dx(d, x[i], p);
         });
   };

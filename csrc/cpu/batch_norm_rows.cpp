@@ -29,13 +29,10 @@ inline int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
-// Rows of a sums pass are walked U at a time (U = 4, and 1 for the rest): the U values
-// of a slot are added pairwise, then to the slot's float64 sum, so each sum is loaded
-// and stored once per U rows.
-constexpr int kRowsAtOnce = 4;
-
-// U segments with the same slots: the first at flat index o, the others stride values
-// apart; their mask words (fused ReLU) start at bit `bit`, bit_stride bits apart.
+// A sums pass walks an item strip by strip: 16 slots at a time down all its segments,
+// the sums in registers, so each slot's sum runs over the segments in order.
+// `count` segments with the same slots: the first at flat index o, the others stride
+// values apart; their mask words (fused ReLU) start at bit `bit`, bit_stride bits apart.
 struct Segments {
   int64_t o, len, l0, stride, count, bit, bit_stride;
 };
@@ -125,46 +122,36 @@ struct Rows {
   }
 };
 
-// v[0] + ... + v[U - 1], pairwise.
-template <int U, class V>
-inline V sum_rows(const V* v) {
-  if (U == 1) return v[0];
-  return (v[0] + v[1]) + (v[2] + v[3]);
+// Slots [q, q + 16) of the segments: s1 += sum(d), s2 += sum(d * d) for d = x - shift,
+// in float64.
+template <class T>
+FASTNN_RUN_LOOP inline void stats_strip(const T* x, const Segments& sg, int64_t q, const double* shift,
+                                        double* s1, double* s2) {
+  const Vec16<double> k = load16(shift + q);
+  Vec16<double> a1 = load16(s1 + q), a2 = load16(s2 + q);
+  const T* p = x + sg.o + q;
+  for (int64_t j = 0; j < sg.count; ++j, p += sg.stride) {
+    const Vec16<double> d = load16_f64(p) - k;
+    a1 += d;
+    a2 += d * d;
+  }
+  store16(s1 + q, a1);
+  store16(s2 + q, a2);
 }
 
-// Slots q < len of U rows of x (stride apart): s1[q] += sum(d), s2[q] += sum(d * d) for
-// d = x - shift, in float64.
-template <int U, class T>
-inline void stats_slots(const T* x, int64_t stride, int64_t len, const double* shift, double* s1,
-                        double* s2) {
-  int64_t q = 0;
-  for (; q + kLanes <= len; q += kLanes) {
-    const Vec16<double> k = load16(shift + q);
-    Vec16<double> d[U], dd[U];
-    for (int u = 0; u < U; ++u) {
-      d[u] = load16_f64(x + u * stride + q) - k;
-      dd[u] = d[u] * d[u];
-    }
-    store16(s1 + q, load16(s1 + q) + sum_rows<U>(d));
-    store16(s2 + q, load16(s2 + q) + sum_rows<U>(dd));
+// The same for one slot q (a tail of fewer than 16).
+template <class T>
+inline void stats_slot(const T* x, const Segments& sg, int64_t q, const double* shift, double* s1,
+                       double* s2) {
+  double a1 = s1[q], a2 = s2[q];
+  const T* p = x + sg.o + q;
+  for (int64_t j = 0; j < sg.count; ++j, p += sg.stride) {
+    const double d = double(*p) - shift[q];
+    a1 += d;
+    a2 += d * d;
   }
-  for (; q < len; ++q) {
-    double d[U], dd[U];
-    for (int u = 0; u < U; ++u) {
-      d[u] = double(x[u * stride + q]) - shift[q];
-      dd[u] = d[u] * d[u];
-    }
-    s1[q] += sum_rows<U>(d);
-    s2[q] += sum_rows<U>(dd);
-  }
-}
-
-// U rows at a time, then one at a time.
-template <class F>
-inline void by_row_groups(const Segments& s, F f) {
-  int64_t j = 0;
-  for (; j + kRowsAtOnce <= s.count; j += kRowsAtOnce) f(Flag<true>{}, j);
-  for (; j < s.count; ++j) f(Flag<false>{}, j);
+  s1[q] = a1;
+  s2[q] = a2;
 }
 
 // y = bn_normalize(x) with per-channel params, spread into lanes of T so the vectors
@@ -184,11 +171,11 @@ void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizePar
       const T *h = hi.data + l0, *lw = lo.data + l0, *s = scale.data + l0, *b = shift.data + l0;
       write_run<kStream>(
           a.y + o, len,
-          [&](int64_t q) {
+          [=](int64_t q) {
             return activate<kRelu>(((load16(xs + q) - load16(h + q)) - load16(lw + q)) * load16(s + q) +
                                    load16(b + q));
           },
-          [&](int64_t q) { return activate<kRelu>(((xs[q] - h[q]) - lw[q]) * s[q] + b[q]); });
+          [=](int64_t q) { return activate<kRelu>(((xs[q] - h[q]) - lw[q]) * s[q] + b[q]); });
     });
     if (kStream) stream_fence();
   });
@@ -208,9 +195,9 @@ void rows_forward_train(const BnForwardArgs<T>& a) {
     memset(acc2, 0, sizeof(double) * g.width);
     g.for_each_segment_group(item, [&](const Segments& sg) {
       const double* k = shift.data + sg.l0;
-      by_row_groups(sg, [&](auto four, int64_t j) {
-        stats_slots<four.value ? kRowsAtOnce : 1>(a.x + sg.o + j * sg.stride, sg.stride, sg.len, k, acc1, acc2);
-      });
+      int64_t q = 0;
+      for (; q + kLanes <= sg.len; q += kLanes) stats_strip(a.x, sg, q, k, acc1, acc2);
+      for (; q < sg.len; ++q) stats_slot(a.x, sg, q, k, acc1, acc2);
     });
     double s1[kMaxWidth], s2[kMaxWidth];
     g.fold(item, acc1, s1);
@@ -242,46 +229,65 @@ void rows_forward_eval(const BnForwardArgs<T>& a) {
   rows_normalize<kStream, kRelu>(g, a, params.data);
 }
 
-// Backward sums of U rows (stride apart) over slots q < len: s_dy += sum(g),
-// s_dyx += sum(g * (x - m0)) and in training s_x += sum(x - m0), g the gradient the
-// batch norm sees. In eval also dx = g * k; in training with the ReLU, the mask words
-// (row u's at mask + u * mask_stride).
-template <int U, bool kEval, bool kRelu, class T>
-inline void backward_slots(const T* dy, const T* y, const T* x, T* dx, int64_t stride, int64_t len,
-                           const double* m0, const T* k, double* s_dy, double* s_dyx, double* s_x,
-                           uint16_t* mask, int64_t mask_stride) {
+// Backward sums of slots [q, q + 16) of the segments (a tail of n < 16 slots with
+// kTail): s_dy += sum(g), s_dyx += sum(g * (x - m0)) and in training s_x += sum(x - m0),
+// g the gradient the batch norm sees. In eval also dx = g * k; in training with the
+// ReLU, the mask words.
+template <bool kEval, bool kRelu, bool kTail, class T>
+FASTNN_RUN_LOOP inline void backward_strip(const BnBackwardArgs<T>& a, const Segments& sg, int64_t q, int64_t n,
+                                           const double* m0, const T* k, double* s_dy, double* s_dyx,
+                                           double* s_x, uint16_t* mask) {
   const bool write_mask = kRelu && !kEval;
-  int64_t q = 0;
-  for (; q + kLanes <= len; q += kLanes) {
-    const Vec16<double> m = load16(m0 + q);
-    Vec16<double> gv[U], gx[U], xc[U];
-    for (int u = 0; u < U; ++u) {
-      const int64_t o = u * stride + q;
-      if (write_mask) mask[u * mask_stride + q / kLanes] = uint16_t(positive_bits16(load16(y + o)));
-      gv[u] = grad16_f64<kRelu>(dy + o, y + o);
-      xc[u] = load16_f64(x + o) - m;
-      gx[u] = gv[u] * xc[u];
-      if (kEval) store16(dx + o, grad16<kRelu>(dy + o, y + o) * load16(k + q));  // after the loads
+  const auto load = [n](const auto* p) { return kTail ? load_tail16_f64(p, n) : load16_f64(p); };
+  const Vec16<double> m = load(m0 + q);  // a tail's padding lanes: 0
+  Vec16<double> a_dy = load(s_dy + q), a_dyx = load(s_dyx + q), a_x = load(s_x + q);
+  const int64_t word_stride = sg.bit_stride / kLanes;
+  uint16_t* words = write_mask ? mask + (sg.bit + q) / kLanes : nullptr;
+  for (int64_t j = 0, o = sg.o + q; j < sg.count; ++j, o += sg.stride) {
+    Vec16<double> gv, xc;
+    T g[kLanes] = {}, xs[kLanes] = {};
+    if (kTail) {
+      for (int64_t l = 0; l < n; ++l) {
+        g[l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l);
+        xs[l] = a.x[o + l];
+      }
+      if (write_mask) {
+        uint32_t b = 0;
+        for (int64_t l = 0; l < n; ++l) b |= uint32_t(mask_stream<kRelu>(a)[o + l] > 0) << l;
+        words[j * word_stride] = uint16_t(b);
+      }
+      gv = load16_f64(g);
+      xc = load16_f64(xs) - m;
+    } else {
+      if (kRelu) {
+        uint32_t bits;
+        store16(g, relu_masked16(a.dy + o, a.y + o, bits));
+        if (write_mask) words[j * word_stride] = uint16_t(bits);
+        gv = load16_f64(g);
+      } else {
+        gv = load16_f64(a.dy + o);
+      }
+      xc = load16_f64(a.x + o) - m;
     }
-    store16(s_dy + q, load16(s_dy + q) + sum_rows<U>(gv));
-    store16(s_dyx + q, load16(s_dyx + q) + sum_rows<U>(gx));
-    if (!kEval) store16(s_x + q, load16(s_x + q) + sum_rows<U>(xc));
+    a_dy += gv;
+    a_dyx += gv * xc;
+    if (!kEval) a_x += xc;
+    if (kEval) {  // dx = g * k, after the loads (dx may be dy, y or x)
+      if (kTail) {
+        for (int64_t l = 0; l < n; ++l) a.dx[o + l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l) * k[q + l];
+      } else {
+        store16(a.dx + o, (kRelu ? load16(g) : load16(a.dy + o)) * load16(k + q));
+      }
+    }
   }
-  if (write_mask && q < len)
-    for (int u = 0; u < U; ++u) mask[u * mask_stride + q / kLanes] = 0;
-  for (; q < len; ++q) {
-    double gv[U], gx[U], xc[U];
-    for (int u = 0; u < U; ++u) {
-      const int64_t o = u * stride + q;
-      if (write_mask) mask[u * mask_stride + q / kLanes] |= uint16_t((y[o] > 0) << (q % kLanes));
-      gv[u] = grad1<kRelu>(dy + o, y + o);
-      xc[u] = double(x[o]) - m0[q];
-      gx[u] = gv[u] * xc[u];
-      if (kEval) dx[o] = grad1<kRelu>(dy + o, y + o) * k[q];
-    }
-    s_dy[q] += sum_rows<U>(gv);
-    s_dyx[q] += sum_rows<U>(gx);
-    if (!kEval) s_x[q] += sum_rows<U>(xc);
+  double t_dy[kLanes], t_dyx[kLanes], t_x[kLanes];
+  store16(t_dy, a_dy);
+  store16(t_dyx, a_dyx);
+  store16(t_x, a_x);
+  for (int64_t l = 0; l < (kTail ? n : kLanes); ++l) {
+    s_dy[q + l] = t_dy[l];
+    s_dyx[q + l] = t_dyx[l];
+    s_x[q + l] = t_x[l];
   }
 }
 
@@ -296,13 +302,12 @@ void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double*
     memset(s_dyx, 0, sizeof(double) * g.width);
     memset(s_x, 0, sizeof(double) * g.width);
     g.for_each_segment_group(item, [&](const Segments& sg) {
-      by_row_groups(sg, [&](auto four, int64_t j) {
-        const int64_t o = sg.o + j * sg.stride;
-        uint16_t* words = kRelu && !kEval ? mask + (sg.bit + j * sg.bit_stride) / kLanes : nullptr;
-        backward_slots<four.value ? kRowsAtOnce : 1, kEval, kRelu>(
-            a.dy + o, mask_stream<kRelu>(a) + o, a.x + o, a.dx + o, sg.stride, sg.len, m0 + sg.l0,
-            k ? k + sg.l0 : nullptr, s_dy, s_dyx, s_x, words, sg.bit_stride / kLanes);
-      });
+      const double* m = m0 + sg.l0;
+      const T* kl = kEval ? k + sg.l0 : nullptr;
+      int64_t q = 0;
+      for (; q + kLanes <= sg.len; q += kLanes)
+        backward_strip<kEval, kRelu, false>(a, sg, q, kLanes, m, kl, s_dy, s_dyx, s_x, mask);
+      if (q < sg.len) backward_strip<kEval, kRelu, true>(a, sg, q, sg.len - q, m, kl, s_dy, s_dyx, s_x, mask);
     });
     double f_dy[kMaxWidth], f_dyx[kMaxWidth], f_x[kMaxWidth];
     g.fold(item, s_dy, f_dy);
@@ -338,20 +343,21 @@ void rows_backward_train(const BnBackwardArgs<T>& a) {
     c_0[l] = params[c].c_0;
   });
   parallel_for(g.items(), a.threads, [&](int64_t item) {
+    const uint16_t* bits = mask.data;
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0, int64_t bit) {
       const T *dys = a.dy + o, *xs = a.x + o;
       const T *h = hi.data + l0, *lw = lo.data + l0, *k1 = c_dy.data + l0,
               *k2 = c_xc.data + l0, *k3 = c_0.data + l0;
       write_run<kStream>(  // dx may be dy, x or y: each value is read before it is written
           a.dx + o, len,
-          [&](int64_t q) {
+          [=](int64_t q) {
             Vec16<T> d = load16(dys + q);
-            if (kRelu) d = keep_bits16(bits_at(mask.data, bit + q), d);
+            if (kRelu) d = keep_bits16(bits_at(bits, bit + q), d);
             return (load16(k1 + q) * d + load16(k2 + q) * ((load16(xs + q) - load16(h + q)) - load16(lw + q))) +
                    load16(k3 + q);
           },
-          [&](int64_t q) {
-            const T d = kRelu && !(bits_at(mask.data, bit + q) & 1) ? T(0) : dys[q];
+          [=](int64_t q) {
+            const T d = kRelu && !(bits_at(bits, bit + q) & 1) ? T(0) : dys[q];
             return (k1[q] * d + k2[q] * ((xs[q] - h[q]) - lw[q])) + k3[q];
           });
     });
