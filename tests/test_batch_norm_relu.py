@@ -232,6 +232,59 @@ def test_bitwise_across_threads_and_simd(layout, simd_levels, simd_level, num_th
                 assert np.array_equal(a, e), f"result {i} differs at {level}, {n} threads"
 
 
+def _misaligned_like(a):
+    """An uninitialised C-contiguous array like a, one element past an aligned address (so
+    a streamed output pass starts with a partial vector)."""
+    buf = np.empty(a.size + 16, a.dtype)
+    skip = (-buf.ctypes.data // a.itemsize) % 16 + 1
+    return buf[skip:skip + a.size].reshape(a.shape)
+
+
+STREAM_LAYOUTS = [((4, 3, 100, 100), 1), ((37, 5, 7, 7), 1), ((2, 3, 9000), 1), ((4096, 16), -1),
+                  ((3, 4, 5, 33), -1), ((50, 100), -1), ((9, 3, 3, 300), -1), ((5, 3, 13), 1)]
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+@pytest.mark.parametrize("layout", STREAM_LAYOUTS, ids=layout_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_streamed_and_misaligned_outputs_same_bits(dtype, layout, relu, simd_levels, simd_level,
+                                                   stream_threshold):
+    """Big arrays stream their outputs past the cache; the values must not change, nor
+    with an output that starts off a vector boundary (and, fused, the mask kept as bits
+    between the backward's passes must line up with dx wherever dx starts)."""
+    shape, axis = layout
+    x, w, b, rm, rv, dy = make_case(shape, axis, dtype, seed=9)
+    act = "relu" if relu else None
+
+    def run(misaligned):
+        out = []
+        for training in (True, False):
+            y = _misaligned_like(x) if misaligned else None
+            f = F.batch_norm_forward(x, w, b, rm.copy(), rv.copy(), training=training,
+                                     channel_axis=axis, activation=act, out=y)
+            dx = _misaligned_like(x) if misaligned else None
+            out += [f.y, *F.batch_norm_backward(dy, x, w, f.mean, f.invstd, training=training,
+                                                channel_axis=axis, activation=act,
+                                                y=f.y if relu else None, out=dx)]
+        return out
+
+    ref = run(False)
+    if relu:  # the fused backward is the plain one on dy masked by y > 0
+        masked = np.where(ref[0] > 0, dy, dtype(0))
+        f = F.batch_norm_forward(x, w, b, None, None, channel_axis=axis)
+        plain = F.batch_norm_backward(masked, x, w, f.mean, f.invstd, channel_axis=axis)
+        for a, e in zip(ref[1:4], plain):
+            assert np.array_equal(a, e)
+    for level in simd_levels:
+        for threshold in (0, None):
+            for misaligned in (False, True):
+                with simd_level(level), stream_threshold(0 if threshold == 0 else 1 << 40):
+                    got = run(misaligned)
+                for i, (a, e) in enumerate(zip(got, ref)):
+                    assert np.array_equal(a, e), (
+                        f"result {i} differs at {level}, threshold {threshold}, misaligned {misaligned}")
+
+
 # =========================================================================== in place, out=
 
 

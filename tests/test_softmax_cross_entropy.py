@@ -116,6 +116,38 @@ def test_out_and_in_place():
     assert F.softmax_cross_entropy_backward(p4, labels, out=p4) is p4 and np.array_equal(p4, dl)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 15, 16, 17, 100, 1000])
+def test_every_width_matches_reference_bitwise_everywhere(k, dtype, simd_levels, simd_level, num_threads,
+                                                         stream_threshold):
+    """Narrow rows (16 rows per vector) and wide ones (vectors along a row), a row count
+    that leaves a partial block, streamed and misaligned outputs, probs over logits: the
+    reference's values, and the same bits on every SIMD level, thread count and path."""
+    n = 16 * 37 + 5
+    logits, labels = make(n, k, dtype, seed=k)
+    logits[3, 0] = np.nan  # row 3 is all NaN, the others are not touched
+    ref_loss, ref_probs = reference(np.delete(logits, 3, 0), np.delete(labels, 3))
+    loss, probs = F.softmax_cross_entropy(logits, labels)
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    assert np.isnan(loss) and np.isnan(probs[3]).all()
+    np.testing.assert_allclose(np.delete(probs, 3, 0), ref_probs, rtol=4 * rtol, atol=1e-30)
+    sane = np.delete(np.arange(n), 3)
+    loss_ok, _ = F.softmax_cross_entropy(np.ascontiguousarray(logits[sane]), labels[sane])
+    np.testing.assert_allclose(loss_ok, ref_loss, rtol=rtol, atol=rtol)
+    for level in simd_levels:
+        for threads in (1, 3):
+            for threshold in (0, 1 << 40):
+                with simd_level(level), num_threads(threads), stream_threshold(threshold):
+                    buf = np.empty(logits.size + 1, dtype)
+                    out = buf[1:].reshape(logits.shape)  # off a vector boundary
+                    l2, p2 = F.softmax_cross_entropy(logits, labels, out=(None, out))
+                    x = logits.copy()
+                    l3, p3 = F.softmax_cross_entropy(x, labels, out=(None, x))
+                    l4, _ = F.softmax_cross_entropy(np.ascontiguousarray(logits[sane]), labels[sane])
+                assert p2.tobytes() == probs.tobytes() and p3.tobytes() == probs.tobytes(), (level, threads, threshold)
+                assert np.isnan(l2) and np.isnan(l3) and l4.tobytes() == loss_ok.tobytes()
+
+
 def test_empty_batch_gives_nan_loss():
     loss, probs = F.softmax_cross_entropy(np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
     assert np.isnan(loss) and probs.shape == (0, 4)

@@ -29,12 +29,21 @@ inline int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
+// A sums pass walks an item strip by strip: 16 slots at a time down all its segments,
+// the sums in registers, so each slot's sum runs over the segments in order.
+// `count` segments with the same slots: the first at flat index o, the others stride
+// values apart; their mask words (fused ReLU) start at bit `bit`, bit_stride bits apart.
+struct Segments {
+  int64_t o, len, l0, stride, count, bit, bit_stride;
+};
+
 struct Rows {
   int64_t M, C;
   bool narrow;
   int64_t width;  // slots per segment
   int64_t lanes;  // length of per-slot parameter arrays: width (narrow) or C (wide)
   int64_t tiles, R, blocks;
+  int64_t row_words;  // wide: mask words per row (a tile's first slot starts a word)
 
   explicit Rows(const BnShape& s) : M(s.outer), C(s.channels), narrow(s.channels < kWideChannels) {
     int64_t row_multiple = 1;
@@ -48,6 +57,7 @@ struct Rows {
       lanes = C;
       tiles = (C + kColumnTile - 1) / kColumnTile;
     }
+    row_words = (C + kLanes - 1) / kLanes;
     const int64_t tile_columns = min64(C, kColumnTile);
     R = kBlockValues / tile_columns;
     R = ((R + row_multiple - 1) / row_multiple) * row_multiple;
@@ -62,18 +72,30 @@ struct Rows {
   int64_t channels_in(int64_t item) const {
     return narrow ? C : min64(kColumnTile, C - first_channel(item));
   }
+  // Words of the fused ReLU's mask: narrow segments start on a multiple of 16 values,
+  // so bit = flat index; wide rows get row_words each.
+  int64_t mask_words() const { return (narrow ? (M * C + kLanes - 1) / kLanes : M * row_words) + 1; }
 
-  // f(offset, len, lane0): a segment of len values at flat index offset, whose slot q
-  // uses parameter lane lane0 + q.
-  template <class F> void for_each_segment(int64_t item, F f) const {
+  // f(segments): the item's segments as groups with the same slots, in order.
+  template <class F> void for_each_segment_group(int64_t item, F f) const {
     const int64_t r0 = block(item) * R, rows = rows_in(item);
     if (narrow) {
-      const int64_t begin = r0 * C, total = rows * C;
-      for (int64_t o = 0; o < total; o += width) f(begin + o, min64(width, total - o), int64_t(0));
+      const int64_t begin = r0 * C, total = rows * C, full = total / width;
+      if (full) f(Segments{begin, width, 0, width, full, begin, width});
+      if (total % width)
+        f(Segments{begin + full * width, total % width, 0, width, 1, begin + full * width, width});
     } else {
-      const int64_t c0 = first_channel(item), w = channels_in(item);
-      for (int64_t r = r0; r < r0 + rows; ++r) f(r * C + c0, w, c0);
+      const int64_t c0 = first_channel(item);
+      f(Segments{r0 * C + c0, channels_in(item), c0, C, rows, (r0 * row_words) * kLanes + c0,
+                 row_words * kLanes});
     }
+  }
+  // f(offset, len, lane0, bit): a segment of len values at flat index offset, whose slot
+  // q uses parameter lane lane0 + q and mask bit bit + q.
+  template <class F> void for_each_segment(int64_t item, F f) const {
+    for_each_segment_group(item, [&](const Segments& s) {
+      for (int64_t j = 0; j < s.count; ++j) f(s.o + j * s.stride, s.len, s.l0, s.bit + j * s.bit_stride);
+    });
   }
   // per_channel[i] (channel first_channel + i) = sum of the item's slots of that channel,
   // in slot order.
@@ -100,27 +122,41 @@ struct Rows {
   }
 };
 
-// For the slots q < len of one segment, 16 at a time: d = f(at), s1[q] += d and
-// s2[q] += d * d; at(p) loads slot q of stream p widened to float64 (a Vec16<double>,
-// or a double in the tail).
-template <class F>
-inline void accumulate_slots(double* s1, double* s2, int64_t len, F f) {
-  int64_t q = 0;
-  for (; q + kLanes <= len; q += kLanes) {
-    const auto d = f([q](const auto* p) { return load16_f64(p + q); });
-    store16(s1 + q, load16(s1 + q) + d);
-    store16(s2 + q, load16(s2 + q) + d * d);
+// Slots [q, q + 16) of the segments: s1 += sum(d), s2 += sum(d * d) for d = x - shift,
+// in float64.
+template <class T>
+FASTNN_RUN_LOOP inline void stats_strip(const T* x, const Segments& sg, int64_t q, const double* shift,
+                                        double* s1, double* s2) {
+  const Vec16<double> k = load16(shift + q);
+  Vec16<double> a1 = load16(s1 + q), a2 = load16(s2 + q);
+  const T* p = x + sg.o + q;
+  for (int64_t j = 0; j < sg.count; ++j, p += sg.stride) {
+    const Vec16<double> d = load16_f64(p) - k;
+    a1 += d;
+    a2 += d * d;
   }
-  for (; q < len; ++q) {
-    const double d = f([q](const auto* p) { return double(p[q]); });
-    s1[q] += d;
-    s2[q] += d * d;
+  store16(s1 + q, a1);
+  store16(s2 + q, a2);
+}
+
+// The same for one slot q (a tail of fewer than 16).
+template <class T>
+inline void stats_slot(const T* x, const Segments& sg, int64_t q, const double* shift, double* s1,
+                       double* s2) {
+  double a1 = s1[q], a2 = s2[q];
+  const T* p = x + sg.o + q;
+  for (int64_t j = 0; j < sg.count; ++j, p += sg.stride) {
+    const double d = double(*p) - shift[q];
+    a1 += d;
+    a2 += d * d;
   }
+  s1[q] = a1;
+  s2[q] = a2;
 }
 
 // y = bn_normalize(x) with per-channel params, spread into lanes of T so the vectors
 // load them like data.
-template <bool kRelu, class T>
+template <bool kStream, bool kRelu, class T>
 void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizeParams<T>* params) {
   Scratch<T> hi(g.lanes), lo(g.lanes), scale(g.lanes), shift(g.lanes);
   g.for_lanes([&](int64_t l, int64_t c) {
@@ -130,20 +166,22 @@ void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizePar
     shift[l] = params[c].shift;
   });
   parallel_for(g.items(), a.threads, [&](int64_t item) {
-    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
+    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0, int64_t) {
       const T* xs = a.x + o;
-      T* ys = a.y + o;
       const T *h = hi.data + l0, *lw = lo.data + l0, *s = scale.data + l0, *b = shift.data + l0;
-      int64_t q = 0;
-      for (; q + kLanes <= len; q += kLanes)
-        store16(ys + q, activate<kRelu>(((load16(xs + q) - load16(h + q)) - load16(lw + q)) *
-                                            load16(s + q) + load16(b + q)));
-      for (; q < len; ++q) ys[q] = activate<kRelu>(((xs[q] - h[q]) - lw[q]) * s[q] + b[q]);
+      write_run<kStream>(
+          a.y + o, len,
+          [=](int64_t q) {
+            return activate<kRelu>(((load16(xs + q) - load16(h + q)) - load16(lw + q)) * load16(s + q) +
+                                   load16(b + q));
+          },
+          [=](int64_t q) { return activate<kRelu>(((xs[q] - h[q]) - lw[q]) * s[q] + b[q]); });
     });
+    if (kStream) stream_fence();
   });
 }
 
-template <bool kRelu, class T>
+template <bool kStream, bool kRelu, class T>
 void rows_forward_train(const BnForwardArgs<T>& a) {
   const Rows g(a.shape);
   const int64_t C = g.C;
@@ -155,10 +193,11 @@ void rows_forward_train(const BnForwardArgs<T>& a) {
     double acc1[kMaxWidth], acc2[kMaxWidth];
     memset(acc1, 0, sizeof(double) * g.width);
     memset(acc2, 0, sizeof(double) * g.width);
-    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
-      const T* xs = a.x + o;
-      const double* k = shift.data + l0;
-      accumulate_slots(acc1, acc2, len, [&](auto at) { return at(xs) - at(k); });
+    g.for_each_segment_group(item, [&](const Segments& sg) {
+      const double* k = shift.data + sg.l0;
+      int64_t q = 0;
+      for (; q + kLanes <= sg.len; q += kLanes) stats_strip(a.x, sg, q, k, acc1, acc2);
+      for (; q < sg.len; ++q) stats_slot(a.x, sg, q, k, acc1, acc2);
     });
     double s1[kMaxWidth], s2[kMaxWidth];
     g.fold(item, acc1, s1);
@@ -177,52 +216,98 @@ void rows_forward_train(const BnForwardArgs<T>& a) {
   }
   Scratch<NormalizeParams<T>> params(C);
   for (int64_t c = 0; c < C; ++c) params[c] = finish_forward_channel(a, c, shift[c], total[c]);
-  rows_normalize<kRelu>(g, a, params.data);
+  rows_normalize<kStream, kRelu>(g, a, params.data);
 }
 
-template <bool kRelu, class T>
+template <bool kStream, bool kRelu, class T>
 void rows_forward_eval(const BnForwardArgs<T>& a) {
   const Rows g(a.shape);
   Scratch<NormalizeParams<T>> params(g.C);
   for (int64_t c = 0; c < g.C; ++c)
     params[c] = normalize_params<T>(a.mean[c], a.invstd[c], weight_at(a.weight, c),
                                     bias_at(a.bias, c));
-  rows_normalize<kRelu>(g, a, params.data);
+  rows_normalize<kStream, kRelu>(g, a, params.data);
+}
+
+// Backward sums of slots [q, q + 16) of the segments (a tail of n < 16 slots with
+// kTail): s_dy += sum(g), s_dyx += sum(g * (x - m0)) and in training s_x += sum(x - m0),
+// g the gradient the batch norm sees. In eval also dx = g * k; in training with the
+// ReLU, the mask words.
+template <bool kEval, bool kRelu, bool kTail, class T>
+FASTNN_RUN_LOOP inline void backward_strip(const BnBackwardArgs<T>& a, const Segments& sg, int64_t q, int64_t n,
+                                           const double* m0, const T* k, double* s_dy, double* s_dyx,
+                                           double* s_x, uint16_t* mask) {
+  const bool write_mask = kRelu && !kEval;
+  const auto load = [n](const auto* p) { return kTail ? load_tail16_f64(p, n) : load16_f64(p); };
+  const Vec16<double> m = load(m0 + q);  // a tail's padding lanes: 0
+  Vec16<double> a_dy = load(s_dy + q), a_dyx = load(s_dyx + q), a_x = load(s_x + q);
+  const int64_t word_stride = sg.bit_stride / kLanes;
+  uint16_t* words = write_mask ? mask + (sg.bit + q) / kLanes : nullptr;
+  for (int64_t j = 0, o = sg.o + q; j < sg.count; ++j, o += sg.stride) {
+    Vec16<double> gv, xc;
+    T g[kLanes] = {}, xs[kLanes] = {};
+    if (kTail) {
+      for (int64_t l = 0; l < n; ++l) {
+        g[l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l);
+        xs[l] = a.x[o + l];
+      }
+      if (write_mask) {
+        uint32_t b = 0;
+        for (int64_t l = 0; l < n; ++l) b |= uint32_t(mask_stream<kRelu>(a)[o + l] > 0) << l;
+        words[j * word_stride] = uint16_t(b);
+      }
+      gv = load16_f64(g);
+      xc = load16_f64(xs) - m;
+    } else {
+      if (kRelu) {
+        uint32_t bits;
+        store16(g, relu_masked16(a.dy + o, a.y + o, bits));
+        if (write_mask) words[j * word_stride] = uint16_t(bits);
+        gv = load16_f64(g);
+      } else {
+        gv = load16_f64(a.dy + o);
+      }
+      xc = load16_f64(a.x + o) - m;
+    }
+    a_dy += gv;
+    a_dyx += gv * xc;
+    if (!kEval) a_x += xc;
+    if (kEval) {  // dx = g * k, after the loads (dx may be dy, y or x)
+      if (kTail) {
+        for (int64_t l = 0; l < n; ++l) a.dx[o + l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l) * k[q + l];
+      } else {
+        store16(a.dx + o, (kRelu ? load16(g) : load16(a.dy + o)) * load16(k + q));
+      }
+    }
+  }
+  double t_dy[kLanes], t_dyx[kLanes], t_x[kLanes];
+  store16(t_dy, a_dy);
+  store16(t_dyx, a_dyx);
+  store16(t_x, a_x);
+  for (int64_t l = 0; l < (kTail ? n : kLanes); ++l) {
+    s_dy[q + l] = t_dy[l];
+    s_dyx[q + l] = t_dyx[l];
+    s_x[q + l] = t_x[l];
+  }
 }
 
 // Per-item sums for the backward: sum(dy), sum(dy * (x - m0)) and, in training,
 // sum(x - m0); in eval also writes dx = dy * k (k per lane).
-template <class T, bool kEval, bool kRelu>
+template <bool kEval, bool kRelu, class T>
 void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double* m0,
-                        const T* k, BackwardSums* part) {
+                        const T* k, BackwardSums* part, uint16_t* mask) {
   parallel_for(g.items(), a.threads, [&](int64_t item) {
     double s_dy[kMaxWidth], s_dyx[kMaxWidth], s_x[kMaxWidth];
     memset(s_dy, 0, sizeof(double) * g.width);
     memset(s_dyx, 0, sizeof(double) * g.width);
     memset(s_x, 0, sizeof(double) * g.width);
-    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
-      const T *dys = a.dy + o, *ys = mask_stream<kRelu>(a) + o, *xs = a.x + o;
-      const double* m = m0 + l0;
+    g.for_each_segment_group(item, [&](const Segments& sg) {
+      const double* m = m0 + sg.l0;
+      const T* kl = kEval ? k + sg.l0 : nullptr;
       int64_t q = 0;
-      for (; q + kLanes <= len; q += kLanes) {
-        const Vec16<double> gv = grad16_f64<kRelu>(dys + q, ys + q);
-        const Vec16<double> xc = load16_f64(xs + q) - load16(m + q);
-        store16(s_dy + q, load16(s_dy + q) + gv);
-        store16(s_dyx + q, load16(s_dyx + q) + gv * xc);
-        if (kEval)
-          store16(a.dx + o + q, grad16<kRelu>(dys + q, ys + q) * load16(k + l0 + q));
-        else
-          store16(s_x + q, load16(s_x + q) + xc);
-      }
-      for (; q < len; ++q) {
-        const double gv = grad1<kRelu>(dys + q, ys + q), xc = double(xs[q]) - m[q];
-        s_dy[q] += gv;
-        s_dyx[q] += gv * xc;
-        if (kEval)
-          a.dx[o + q] = grad1<kRelu>(dys + q, ys + q) * k[l0 + q];
-        else
-          s_x[q] += xc;
-      }
+      for (; q + kLanes <= sg.len; q += kLanes)
+        backward_strip<kEval, kRelu, false>(a, sg, q, kLanes, m, kl, s_dy, s_dyx, s_x, mask);
+      if (q < sg.len) backward_strip<kEval, kRelu, true>(a, sg, q, sg.len - q, m, kl, s_dy, s_dyx, s_x, mask);
     });
     double f_dy[kMaxWidth], f_dyx[kMaxWidth], f_x[kMaxWidth];
     g.fold(item, s_dy, f_dy);
@@ -233,14 +318,18 @@ void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double*
   });
 }
 
-template <bool kRelu, class T>
+// Training backward: the sums, then dx. With the ReLU, the sums pass keeps the mask as
+// bits, so the dx pass reads dy and x (and the bits), not y.
+template <bool kStream, bool kRelu, class T>
 void rows_backward_train(const BnBackwardArgs<T>& a) {
   const Rows g(a.shape);
   const int64_t C = g.C;
   Scratch<double> m0(g.lanes);
   g.fill_lanes(m0.data, [&](int64_t c) { return double(a.mean[c]); });
   Scratch<BackwardSums> part(g.blocks * C);
-  rows_backward_sums<T, false, kRelu>(g, a, m0.data, nullptr, part.data);
+  Scratch<uint16_t> mask(kRelu ? g.mask_words() : 0);
+  if (kRelu) mask[g.mask_words() - 1] = 0;  // the padding word bits_at may read
+  rows_backward_sums<false, kRelu>(g, a, m0.data, static_cast<const T*>(nullptr), part.data, mask.data);
 
   Scratch<BackwardParams<T>> params(C);
   for (int64_t c = 0; c < C; ++c)
@@ -254,18 +343,25 @@ void rows_backward_train(const BnBackwardArgs<T>& a) {
     c_0[l] = params[c].c_0;
   });
   parallel_for(g.items(), a.threads, [&](int64_t item) {
-    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0) {
-      const T *dys = a.dy + o, *ys = mask_stream<kRelu>(a) + o, *xs = a.x + o;
-      T* dxs = a.dx + o;
+    const uint16_t* bits = mask.data;
+    g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0, int64_t bit) {
+      const T *dys = a.dy + o, *xs = a.x + o;
       const T *h = hi.data + l0, *lw = lo.data + l0, *k1 = c_dy.data + l0,
               *k2 = c_xc.data + l0, *k3 = c_0.data + l0;
-      int64_t q = 0;
-      for (; q + kLanes <= len; q += kLanes)
-        store16(dxs + q, (load16(k1 + q) * grad16<kRelu>(dys + q, ys + q) +
-                          load16(k2 + q) * ((load16(xs + q) - load16(h + q)) - load16(lw + q))) +
-                             load16(k3 + q));
-      for (; q < len; ++q) dxs[q] = (k1[q] * grad1<kRelu>(dys + q, ys + q) + k2[q] * ((xs[q] - h[q]) - lw[q])) + k3[q];
+      write_run<kStream>(  // dx may be dy, x or y: each value is read before it is written
+          a.dx + o, len,
+          [=](int64_t q) {
+            Vec16<T> d = load16(dys + q);
+            if (kRelu) d = keep_bits16(bits_at(bits, bit + q), d);
+            return (load16(k1 + q) * d + load16(k2 + q) * ((load16(xs + q) - load16(h + q)) - load16(lw + q))) +
+                   load16(k3 + q);
+          },
+          [=](int64_t q) {
+            const T d = kRelu && !(bits_at(bits, bit + q) & 1) ? T(0) : dys[q];
+            return (k1[q] * d + k2[q] * ((xs[q] - h[q]) - lw[q])) + k3[q];
+          });
     });
+    if (kStream) stream_fence();
   });
 }
 
@@ -278,8 +374,14 @@ void rows_backward_eval(const BnBackwardArgs<T>& a) {
   Scratch<T> k(g.lanes);
   g.fill_lanes(k.data, [&](int64_t c) { return T(weight_at(a.weight, c) * double(a.invstd[c])); });
   Scratch<BackwardSums> part(g.blocks * C);
-  rows_backward_sums<T, true, kRelu>(g, a, m0.data, k.data, part.data);
+  rows_backward_sums<true, kRelu>(g, a, m0.data, k.data, part.data, nullptr);
   for (int64_t c = 0; c < C; ++c) store_eval_backward(a, c, g.channel_total(part.data, c));
+}
+
+// The output passes stream past the cache when the arrays a pass touches don't fit in it.
+template <class T>
+inline bool stream_output(const Rows& g, int64_t arrays) {
+  return streaming_pays(arrays * g.M * g.C * int64_t(sizeof(T)));
 }
 
 }  // namespace
@@ -288,21 +390,27 @@ void rows_backward_eval(const BnBackwardArgs<T>& a) {
 
 template <class T>
 void rows_forward_train(const BnForwardArgs<T>& a) {
-  a.relu ? rows_forward_train<true>(a) : rows_forward_train<false>(a);
+  with_variant(stream_output<T>(Rows(a.shape), 2), a.relu, [&](auto stream, auto relu) {
+    rows_forward_train<stream.value, relu.value>(a);
+  });
 }
 template void rows_forward_train<float>(const BnForwardArgs<float>&);
 template void rows_forward_train<double>(const BnForwardArgs<double>&);
 
 template <class T>
 void rows_forward_eval(const BnForwardArgs<T>& a) {
-  a.relu ? rows_forward_eval<true>(a) : rows_forward_eval<false>(a);
+  with_variant(stream_output<T>(Rows(a.shape), 2), a.relu, [&](auto stream, auto relu) {
+    rows_forward_eval<stream.value, relu.value>(a);
+  });
 }
 template void rows_forward_eval<float>(const BnForwardArgs<float>&);
 template void rows_forward_eval<double>(const BnForwardArgs<double>&);
 
 template <class T>
 void rows_backward_train(const BnBackwardArgs<T>& a) {
-  a.y ? rows_backward_train<true>(a) : rows_backward_train<false>(a);
+  with_variant(stream_output<T>(Rows(a.shape), a.y ? 4 : 3), a.y != nullptr, [&](auto stream, auto relu) {
+    rows_backward_train<stream.value, relu.value>(a);
+  });
 }
 template void rows_backward_train<float>(const BnBackwardArgs<float>&);
 template void rows_backward_train<double>(const BnBackwardArgs<double>&);

@@ -45,7 +45,7 @@ struct Level {
 Level make_level(const char* name, bool supported, void (*fill_all)(KernelTable&)) {
   Level l{name, supported, {}};
   l.table.level = name;
-  fill_all(l.table);
+  if (supported) fill_all(l.table);  // a level's code may not run on this CPU
   return l;
 }
 
