@@ -29,7 +29,7 @@ void with_activation(Activation op, ActivationParams p, const Body& body) {
     case Activation::sigmoid: return body(Sigmoid{});
     case Activation::tanh: return body(Tanh{});
     case Activation::silu: return body(Silu{});
-    case Activation::softplus: return body(Softplus<T>{T(p.a), T(1.0 / p.a), T(p.b)});
+    case Activation::softplus: return body(Softplus<T>::make(p.a, p.b));
     case Activation::count: break;
   }
 }

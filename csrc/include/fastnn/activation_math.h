@@ -73,7 +73,9 @@ template <> struct Fmt<float> {
   static constexpr float kTiny = 0x1p-25f;                  // expm1(x) = x below
   static constexpr U kInf = 0x7f800000u;
   static constexpr float kScale = 64.0f;  // 2^k = 2^(k -+ 64) * 2^(+-64)
+  static constexpr int kScaleBits = 64;
   static constexpr float kBig = 0x1p64f, kSmall = 0x1p-64f;
+  static constexpr float kExpScaledLo = -130.0f;  // exp_scaled's floor: 2^(k + 64) still normal
 };
 template <> struct Fmt<double> {
   typedef uint64_t U;
@@ -90,7 +92,9 @@ template <> struct Fmt<double> {
   static constexpr double kTiny = 0x1p-54;
   static constexpr U kInf = 0x7ff0000000000000ull;
   static constexpr double kScale = 512.0;
+  static constexpr int kScaleBits = 512;
   static constexpr double kBig = 0x1p512, kSmall = 0x1p-512;
+  static constexpr double kExpScaledLo = -1060.0;
 };
 
 // c0 + x * (c1 + x * (c2 + ...)), coefficients rounded to the lane type.
@@ -117,24 +121,24 @@ template <class V> FASTNN_VM V copysign_of(const V& mag, const V& s) {
                    (bits_of(s) & typename Fmt<T>::U(Fmt<T>::kSign)));
 }
 
-// 2^j from t = j + kRound (j an integer in the normal exponent range): the low bits of
-// t hold j, shifted into the exponent field.
-template <class V> FASTNN_VM V pow2_from_rounded(const V& t) {
+// 2^(j + kOffset) from t = j + kRound (j + kOffset an integer in the normal exponent
+// range): the low bits of t hold j, shifted into the exponent field.
+template <int kOffset = 0, class V> FASTNN_VM V pow2_from_rounded(const V& t) {
   typedef typename Lane<V>::type T;
   typedef typename Fmt<T>::U U;
   const U round_bits = bits_of(Fmt<T>::kRound);
-  return from_bits((bits_of(t) + U(Fmt<T>::kBias - round_bits)) << Fmt<T>::kMantissa);
+  return from_bits((bits_of(t) + U(Fmt<T>::kBias + kOffset - round_bits)) << Fmt<T>::kMantissa);
 }
 
 // expm1 on the reduced range |r| <= ln2/2 (Taylor: 7 terms float32, 13 float64).
-// kShort (the activations, which need only their own end accuracy): float32 r + r^2 q
-// with q of 4 terms fitted for relative error (expm1 5e-7, exp 2e-7); float64 as full.
+// kShort (the activations): float32 r + r^2 q with q of 5 terms fitted (coefficients
+// rounded one at a time; expm1 2.5e-8 relative, exp 1.1e-8); float64 as full.
 template <bool kShort = false, class V> FASTNN_VM V expm1_reduced(const V& r) {
   typedef typename Lane<V>::type T;
   V q;
   if (sizeof(T) == 4 && kShort)
-    q = poly<T>(r, 0.49999395595318785, 0.16666832976176266, 0.04187378207166078,
-                0.00833809598787229);
+    q = poly<T>(r, 0.5, 0.16666576266288757, 0.041666507720947266, 0.008363285101950169,
+                0.0013930891873314977);
   else if (sizeof(T) == 4)
     q = poly<T>(r, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040);
   else
@@ -169,15 +173,59 @@ template <class V> FASTNN_VM V vexp(V x) {
   return scale_exp(expm1_reduced(r), t, k);
 }
 
-// exp(x) for x <= 0 (or NaN), as the activations need it: one scaling (2^k stays
-// normal), results below the smallest normal flushed to 0, the short polynomial
-// (float32 relative error 2e-7 + rounding). Cheaper than vexp.
-template <class V> FASTNN_VM V vexp_nonpos(const V& x) {
+// exp(x + lo) * 2^kScaleBits = (1 + p) * scale, for x <= 0 (or NaN) and lo a correction
+// below an ulp of x (the low part of an argument carried in two pieces), as the
+// activations need it: |p| < 0.42 and scale a power of 2. The scale keeps 2^k normal down
+// to kExpScaledLo, far below the smallest denormal, so the caller scales back by kSmall
+// once, at the end: a denormal result is rounded once, and a normal result made from a
+// denormal exp (x * exp(x) near the underflow) keeps its digits. The short polynomial
+// (float32 relative error 1.1e-8 + rounding).
+template <class V> FASTNN_VM void exp_scaled_parts(const V& x, const V& lo, V& p, V& scale) {
   typedef typename Lane<V>::type T;
   V t, k, r;
-  exp_reduce(x, t, k, r);
-  const V y = (expm1_reduced<true>(r) + T(1)) * pow2_from_rounded(t);
-  return vselect(x < Fmt<T>::kNormalExpLo, T(0), y);
+  exp_reduce(vmax(x, Fmt<T>::kExpScaledLo), t, k, r);
+  p = expm1_reduced<true>(r + lo);
+  scale = pow2_from_rounded<Fmt<T>::kScaleBits>(t);
+}
+template <class V> FASTNN_VM void exp_scaled_parts(const V& x, V& p, V& scale) {
+  typedef typename Lane<V>::type T;
+  V t, k, r;
+  exp_reduce(vmax(x, Fmt<T>::kExpScaledLo), t, k, r);
+  p = expm1_reduced<true>(r);
+  scale = pow2_from_rounded<Fmt<T>::kScaleBits>(t);
+}
+// exp(x) = (1 + p) 2^k as e + e_lo, e = (1 + p) 2^k rounded and e_lo its rounding error
+// (Fast2Sum: |p| < 1), unscaled from exp_scaled_parts: for sums where exp cancels.
+template <class V> FASTNN_VM V exp_split(const V& p, const V& scale, V& e_lo) {
+  typedef typename Lane<V>::type T;
+  const V one_p = p + T(1);
+  e_lo = (p - (one_p - T(1))) * (scale * Fmt<T>::kSmall);
+  return one_p * (scale * Fmt<T>::kSmall);
+}
+template <class V> FASTNN_VM V exp_scaled(const V& x, const V& lo) {
+  typedef typename Lane<V>::type T;
+  V p, scale;
+  exp_scaled_parts(x, lo, p, scale);
+  return (p + T(1)) * scale;
+}
+template <class V> FASTNN_VM V exp_scaled(const V& x) {
+  typedef typename Lane<V>::type T;
+  V p, scale;
+  exp_scaled_parts(x, p, scale);
+  return (p + T(1)) * scale;
+}
+
+// exp_scaled(x, lo) * m, with one rounding fewer: (1 + p) m as fmadd(p, m, m).
+template <class V, class M> FASTNN_VM V exp_scaled_mul(const V& x, const V& lo, const M& m) {
+  V p, scale;
+  exp_scaled_parts(x, lo, p, scale);
+  return fmadd(p, m, m) * scale;
+}
+
+// exp(x) for x <= 0 (or NaN), denormal results included.
+template <class V> FASTNN_VM V vexp_nonpos(const V& x) {
+  typedef typename Lane<V>::type T;
+  return exp_scaled(x) * Fmt<T>::kSmall;
 }
 
 // expm1(x) for x <= 0 (or NaN): 2^k expm1(r) + (2^k - 1), 2^k normal.
@@ -324,29 +372,38 @@ template <class V> FASTNN_VM V verf(const V& x) {
   return copysign_of(y, x);
 }
 
-// Phi(x), the standard normal CDF, and e = exp(-x^2/2) (for phi(x) = e / sqrt(2 pi)).
-// Relative accuracy also in the left tail, where 1 + erf would cancel. float32: one
-// formula, Phi(-|x|) = e (1 - z) M(z) with M fitted over all of z in [-1, 1]
-// (relative error 1e-7), and x^2 rounded (its error is within the conditioning of
-// x Phi(x)); float64: erf's polynomial for |x| < sqrt 2, the tail formula beyond.
-template <class V> FASTNN_VM V normal_cdf(const V& x, V& e) {
+// exp(-u^2/2) * 2^kScaleBits * m for u >= 0 (or NaN), with u^2 carried in two parts (u^2
+// = h + l exactly, by fmadd): a rounded u^2 would cost u^2/2 ulps of it.
+template <class V, class M> FASTNN_VM V exp_neg_half_sq_scaled(const V& u, const M& m) {
   typedef typename Lane<V>::type T;
-  const V u = vmin(vabs(x), T(40));
-  if (sizeof(T) == 4) {
-    e = vexp_nonpos((u * u) * T(-0.5));
-    const V q = T(1) / (u + T(3));
-    const V z = (u - T(3)) * q;
-    const V m6 = poly<T>(z, 0.7290837490967353, -0.5093317827944707, 0.23001437990938273,
-                         -0.04726470128073983, -0.010433139758447889, 0.006972256505217805,
-                         0.000933757688528274, -0.001027745877226793, -0.00012768779790329002,
-                         0.00012317540696481368);  // 6 M(z)
-    const V tail = e * (q * m6);
-    return vselect(x < T(0), tail, T(1) - tail);
-  }
-  e = exp_neg_sq(u, T(0.5));
-  const V tail = normal_tail(u, e);
-  const V center = T(0.5) + x * (erf_small((x * x) * T(0.5)) * T(0.5 * 0.70710678118654752440));
-  return vselect(u < T(1.4142135623730951), center, vselect(x < T(0), tail, T(1) - tail));
+  const V h = u * u;
+  const V l = fmadd(u, u, h * T(-1));
+  return exp_scaled_mul(h * T(-0.5), l * T(-0.5), m);
+}
+
+// The standard normal tail Phi(-u) = e (1 - z) M(z), e = exp(-u^2/2), z = (u - 3) / (u + 3),
+// for u >= 0: with a = u / (u + 3), z = 2a - 1, u Phi(-u) = e a 6M(z) and Phi(-u) = e 6M(z)
+// / (u + 3). 6 M is fitted over all of z in [-1, 1], coefficients rounded one at a time:
+// float32 as c0 + z P(z), c0 in two parts (its rounding was the largest error), 12 terms,
+// relative error 1e-8; float64 28 terms, 5e-17.
+template <class V> FASTNN_VM V normal_tail_m6(const V& z) {
+  typedef typename Lane<V>::type T;
+  if (sizeof(T) == 8)
+    return poly<T>(z, 0.729083690133373, -0.5093319819174894, 0.2300177199745958,
+                   -0.04726302514298287, -0.010462867022930332, 0.006972621240953367,
+                   0.0010275922509792854, -0.0010458286319688498, -0.00025657525246762183,
+                   0.00015439455971359727, 7.881202165204228e-05, -1.3246631584231391e-05,
+                   -2.06862778449024e-05, -3.515212982277525e-06, 3.631827320964796e-06,
+                   2.2491171862937392e-06, 2.3521396391501993e-08, -5.774754357362805e-07,
+                   -2.9238150372941403e-07, 1.9699851437776094e-08, 1.0996521630724e-07,
+                   4.711109446725034e-08, -1.9648717437813217e-08, -2.0271086377282743e-08,
+                   9.22120767104465e-10, 4.113491380896197e-09, 1.6752576105401897e-10,
+                   -3.580444561432494e-10);
+  const V p = poly<T>(z, -0.5093319416046143, 0.23001748323440552, -0.04726380109786987,
+                      -0.010459266602993011, 0.006976877339184284, 0.0010097059421241283,
+                      -0.0010554814944043756, -0.00021695411123801023, 0.00016460179176647216,
+                      3.648789061116986e-05, -1.911901381390635e-05);
+  return fmadd(z, p, T(-2.6735981245319637e-08)) + T(0.7290837168693542);
 }
 
 // sigma(x) and sigma(-x) from e = exp(-|x|) <= 1: no overflow, no cancellation.
@@ -359,19 +416,16 @@ template <class V> FASTNN_VM void sigmoid_pair(const V& x, V& s_pos, V& s_neg) {
   s_neg = vselect(x < T(0), d, ed);
 }
 
-// A derivative f' near its root x0 = x0_hi + x0_lo, as d * (c0 + d * (c1 + ...)) with
-// d = (x - x0_hi) - x0_lo (the subtraction is exact there) and c the Taylor
-// coefficients f^(n+2)(x0) / (n+1)!: relative accuracy where Phi(x) + x phi(x) and the
-// like cancel. Used for |x - x0| < 0.03 (float32) or 1e-3 (float64); the first omitted
-// term is below 4e-8 (float32) or 4e-14 (float64) relative there.
-template <class V>
-FASTNN_VM V near_root(const V& x, const V& away, double x0, double x0_lo, double c0, double c1,
-                      double c2, double c3) {
+// A derivative f' near its root x0 = x0_hi + x0_lo, as d P(d) with d = (x - x0_hi) -
+// x0_lo (the subtraction is exact there) and P fitted to f'(x0 + d) / d over |d| <= radius
+// (coefficients rounded one at a time): relative accuracy where the terms of f' cancel.
+// Elsewhere `away`.
+template <class V, class... C>
+FASTNN_VM V near_root(const V& x, const V& away, double radius, double x0, double x0_lo, C... c) {
   typedef typename Lane<V>::type T;
   const T hi = T(x0), lo = T((x0 - double(hi)) + x0_lo);
   const V d = (x - hi) - lo;
-  const V near = d * poly<T>(d, c0, c1, c2, c3);
-  return vselect(vabs(d) < T(sizeof(T) == 4 ? 0.03 : 1e-3), near, away);
+  return vselect(vabs(d) <= T(radius), d * poly<T>(d, c...), away);
 }
 
 // ------------------------------------------------------------------ activations
@@ -397,57 +451,129 @@ template <class T> struct LeakyRelu {
   }
 };
 
-// ELU and SELU: scale * (x > 0 ? x : alpha * expm1(x)); f' = scale * alpha * exp(x) below 0.
+// ELU and SELU: scale * (x >= 0 ? x : alpha * expm1(x)); f' = scale * alpha * exp(x)
+// for x <= 0. x >= 0 takes x itself, so f(-0) = -0 whatever the sign of alpha.
 template <class T> struct Elu {
   T alpha, scale, alpha_scale;
   template <class V> FASTNN_VM V forward(const V& x) const {
-    return vselect(x > T(0), x * scale, vexpm1_nonpos<true>(vmin(x, T(0))) * alpha_scale);
+    return vselect(x >= T(0), x * scale, vexpm1_nonpos<true>(vmin(x, T(0))) * alpha_scale);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
-    return vselect(x > T(0), scale, vexp_nonpos(vmin(x, T(0))) * alpha_scale);
+    return vselect(x > T(0), scale, (exp_scaled(vmin(x, T(0))) * alpha_scale) * Fmt<T>::kSmall);
   }
 };
 
-// x * Phi(x); f' = Phi(x) + x phi(x).
+// x * Phi(x); f' = Phi(x) + x phi(x). With u = |x|, t = Phi(-u), e = exp(-u^2/2):
+// f = -u t (x < 0) or x - u t, f' = t - u e / sqrt(2 pi) (x < 0) or 1 minus that. u is
+// capped where f(-u) rounds to -0 (float32 15, float64 40), so +-inf go through.
 struct Gelu {
+  template <class V> FASTNN_VM static V capped_abs(const V& x) {
+    typedef typename Lane<V>::type T;
+    return vmin(vabs(x), T(sizeof(T) == 4 ? 15 : 40));
+  }
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
-    V e;
-    const V p = normal_cdf(x, e);
-    return vselect(x < T(-40), T(0), x * p);
+    const V u = capped_abs(x);
+    const V a = u / (u + T(3));
+    const V w_s = exp_neg_half_sq_scaled(u, a * normal_tail_m6(fmadd(a, T(2), T(-1))));  // u Phi(-u) 2^S
+    return vselect(x < T(0), w_s * (-Fmt<T>::kSmall), x - w_s * Fmt<T>::kSmall);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    V e;
-    const V p = normal_cdf(x, e);
-    const V away = p + vmax(vmin(x, T(40)), T(-40)) * (e * T(0.39894228040143267794));
-    return near_root(x, away, -0.7517915246935645, 1.4956759177009883e-17, 0.4314939923140469,
-                     0.388284982990552, -0.018199676398671087, -0.1140082332972217);
+    const V u = capped_abs(x);
+    // Phi(-u) - u phi(u) = e (u0 - u) K(z): u0 = 0.7518 is its root, K fitted over all of z
+    // in [-1, 1] (float32 10 terms, relative error 8e-9; float64 24 terms, 4e-17), so
+    // nothing cancels, near u0 or elsewhere.
+    constexpr double u0 = 0.7517915246935645, u0_lo = -1.4956759177009883e-17;
+    const T u0h = T(u0), u0l = T((u0 - double(u0h)) + u0_lo);
+    const V z = fmadd(u / (u + T(3)), T(2), T(-1));
+    V k;
+    if (sizeof(T) == 4)
+      k = poly<T>(z, 0.4782976806163788, -0.11997544765472412, 0.05359603464603424,
+                  -0.014074328355491161, 0.00020462168322410434, 0.0010923933004960418,
+                  -9.582976781530306e-05, -0.00012371159391477704, 7.630429536220618e-06,
+                  1.3238990504760295e-05);
+    else
+      k = poly<T>(z, 0.4782976777552484, -0.11997542713544528, 0.053596109834972115,
+                  -0.014074772490159966, 0.00020407134787622978, 0.0010950104705547473,
+                  -9.407406918486334e-05, -0.00013002427970055806, 4.764481439579706e-06,
+                  2.0092271104367874e-05, 2.539963875683994e-06, -3.01650976893178e-06,
+                  -1.2395463551901994e-06, 2.4148621657284786e-07, 3.4069525425801785e-07,
+                  6.994557155878852e-08, -5.421990792495426e-08, -3.999702190289415e-08,
+                  -5.883771745321924e-10, 1.0222766354777545e-08, 2.5540218456032534e-09,
+                  -1.4305798189242417e-09, -4.4242950581327344e-10, 8.146206325906188e-11);
+    const V w = exp_neg_half_sq_scaled(u, ((u0h - u) + u0l) * k) * Fmt<T>::kSmall;
+    return vselect(x < T(0), w, T(1) - w);
   }
 };
 
-// x * sigma(2z), z = sqrt(2/pi) (x + 0.044715 x^3) (= 0.5 x (1 + tanh z));
-// f' = sigma(2z) + x sigma(2z) sigma(-2z) (2z)'.
+// x * sigma(2z), 2z = x (C1 + C3 x^2), C1 = 2 sqrt(2/pi), C3 = 0.044715 C1 (= 0.5 x (1 +
+// tanh z)); f' = sigma(2z) + x sigma(2z) sigma(-2z) (2z)'. 2z is carried in two parts:
+// its rounding error would be a relative error of exp(2z), |2z| ulps of it in the tail.
+// |x| is capped where f(-|x|) rounds to -0 (float32 12, float64 25).
 struct GeluTanh {
-  template <class V> FASTNN_VM static V two_z(const V& x) {
+  // C1 and C3 to twice double precision (hi + lo).
+  static constexpr double kC1 = 1.5957691216057308, kC1Lo = -9.96930880911092e-17;
+  static constexpr double kC3 = 0.07135481627260025, kC3Lo = -6.175149918155315e-19;
+  // -|2z| as zh + zl for xn = -|x|, to about 2^-2p relative.
+  template <class V> FASTNN_VM static V neg_two_z(const V& xn, V& zl) {
     typedef typename Lane<V>::type T;
-    return (x + (x * (x * x)) * T(0.044715)) * T(2 * 0.79788456080286535588);
+    const T c1h = T(kC1), c1l = T((kC1 - double(c1h)) + kC1Lo);
+    const T c3h = T(kC3), c3l = T((kC3 - double(c3h)) + kC3Lo);
+    const V h = xn * xn;
+    const V hl = fmadd(xn, xn, h * T(-1));  // x^2 = h + hl
+    const V p = h * c3h;
+    const V pl = fmadd(h, c3h, p * T(-1));  // c3h h = p + pl
+    const V g = p + c1h;                    // two-sum: g + gl = p + c1h
+    const V gb = g - p;
+    const V gl = ((p - (g - gb)) + (c1h - gb)) + ((pl + fmadd(hl, c3h, h * c3l)) + c1l);
+    const V zh = xn * g;
+    zl = fmadd(xn, gl, fmadd(xn, g, zh * T(-1)));
+    return zh;
+  }
+  template <class V> FASTNN_VM static V capped_abs(const V& x) {
+    typedef typename Lane<V>::type T;
+    return vmin(vabs(x), T(sizeof(T) == 4 ? 12 : 25));
   }
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
-    V sp, sn;
-    sigmoid_pair(two_z(x), sp, sn);
-    return vselect(x < T(-100), T(0), x * sp);
+    const V u = capped_abs(x), nu = u * T(-1);
+    V zl;
+    const V zh = neg_two_z(nu, zl);
+    const V e_s = exp_scaled(zh, zl);              // exp(-|2z|) 2^S
+    const V d = T(1) / (e_s * Fmt<T>::kSmall + T(1));  // sigma(|2z|)
+    return vselect(x < T(0), ((nu * e_s) * d) * Fmt<T>::kSmall, x * d);
   }
+  // With e = exp(-|2z|): f' = e (1 + e - u (2z)') / (1 + e)^2 (x < 0) or
+  // (1 + e + u e (2z)') / (1 + e)^2. For x < 0, u (2z)' = |2z| + 2 C3 u^3, and
+  // 1 - |2z| + e is summed from exact parts (1 - |2z| and then + e cancel exactly at the
+  // root, Sterbenz), the small ones last.
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V xc = vmax(vmin(x, T(100)), T(-100));
-    V sp, sn;
-    sigmoid_pair(two_z(xc), sp, sn);
-    const V dz2 = (T(1) + (xc * xc) * T(3 * 0.044715)) * T(2 * 0.79788456080286535588);
-    const V away = sp + (xc * (sp * sn)) * dz2;
-    return near_root(x, away, -0.7524614220710163, 3.635560509207687e-17, 0.4304000910248585,
-                     0.38751844613578895, -0.01578285352184803, -0.11394448308095899);
+    const V u = capped_abs(x), nu = u * T(-1);
+    V zl, p, scale, e_lo;
+    const V zh = neg_two_z(nu, zl);
+    exp_scaled_parts(zh, zl, p, scale);
+    const V e = exp_split(p, scale, e_lo);
+    const V h = u * u;
+    const V a = T(1) + zh, sum = a + e, sb = sum - a;
+    const V n = sum + (((a - (sum - sb)) + (e - sb)) + ((zl + e_lo) - (u * h) * T(2 * kC3)));
+    const V num_pos = fmadd(u * fmadd(h, T(3 * kC3), T(kC1)), e, e + T(1));
+    const V num_s = vselect(x < T(0), fmadd(p, n, n) * scale, num_pos * Fmt<T>::kBig);
+    const V w = e + T(1);
+    const V wl = (e - (w - T(1))) + e_lo;
+    const V away = (num_s / fmadd(w, w, (w * T(2)) * wl)) * Fmt<T>::kSmall;
+    if (sizeof(T) == 4)
+      return near_root(x, away, 0.15, -0.7524614220710163, 3.635560509207687e-17,
+                       0.4304001033306122, 0.38751843571662903, -0.015787217766046524,
+                       -0.11394236236810684, -0.016231734305620193, 0.019553866237401962,
+                       -0.004597737453877926);
+    return near_root(x, away, 0.15, -0.7524614220710163, 3.635560509207687e-17,
+                     0.4304000910248585, 0.3875184461357889, -0.015782853521822765,
+                     -0.1139444830809193, -0.016619328352040476, 0.019682309445342962,
+                     0.005261060624998702, -0.0024227296058979245, -0.0009275435195959023,
+                     0.00026376020799114236, 0.0001278597369505529, -2.8965338610615687e-05,
+                     -6.518930245506168e-05, -7.641752098379323e-05);
   }
 };
 
@@ -457,65 +583,107 @@ struct Sigmoid {
     sigmoid_pair(x, sp, sn);
     return sp;
   }
-  template <class V> FASTNN_VM V grad(const V& x) const {  // sigma(x) sigma(-x), not y (1 - y)
-    V sp, sn;
-    sigmoid_pair(x, sp, sn);
-    return sp * sn;
+  // sigma(x) sigma(-x) = e / (1 + e)^2 = e / (1 + e (2 + e)), e = exp(-|x|), not y (1 - y).
+  template <class V> FASTNN_VM V grad(const V& x) const {
+    typedef typename Lane<V>::type T;
+    const V e = vexp_nonpos(T(0) - vabs(x));
+    return e / fmadd(e, e + T(2), T(1));
   }
 };
 
 struct Tanh {
   template <class V> FASTNN_VM V forward(const V& x) const { return vtanh<true>(x); }
-  // 1 - tanh^2 = 4 e / (1 + e)^2, e = exp(-2|x|): accurate in the tails.
+  // 1 - tanh^2 = 4 e / (1 + e)^2 = 4 e / (1 + e (2 + e)), e = exp(-2|x|): accurate in the tails.
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V e = vexp_nonpos(vabs(x) * T(-2));
-    const V d = T(1) / (e + T(1));
-    return ((e * T(4)) * d) * d;
+    const V e_s = exp_scaled(vabs(x) * T(-2));
+    const V e = e_s * Fmt<T>::kSmall;
+    return ((e_s * T(4)) / fmadd(e, e + T(2), T(1))) * Fmt<T>::kSmall;
   }
 };
 
-// x * sigma(x); f' = sigma(x) (1 + x sigma(-x)).
+// x * sigma(x); f' = sigma(x) (1 + x sigma(-x)). With u = |x| (capped where f(-u) rounds
+// to -0: float32 120, float64 800), e = exp(-u) and d = sigma(u) = 1 / (1 + e): f = -u e d
+// (x < 0) or x d; f' = e (1 + e - u) / (1 + e)^2 (x < 0) or (1 + e + u e) / (1 + e)^2,
+// (1 + e)^2 as 1 + e (2 + e). 1 + e - u has its root at u = 1.2785.
 struct Silu {
+  template <class V> FASTNN_VM static V capped_abs(const V& x) {
+    typedef typename Lane<V>::type T;
+    return vmin(vabs(x), T(sizeof(T) == 4 ? 120 : 800));
+  }
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
-    V sp, sn;
-    sigmoid_pair(x, sp, sn);
-    return vselect(sp == T(0), sp, x * sp);
+    const V u = capped_abs(x), nu = u * T(-1);
+    const V e_s = exp_scaled(nu);
+    const V d = T(1) / (e_s * Fmt<T>::kSmall + T(1));
+    return vselect(x < T(0), ((nu * e_s) * d) * Fmt<T>::kSmall, x * d);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V xc = vmax(vmin(x, T(800)), T(-800));
-    V sp, sn;
-    sigmoid_pair(xc, sp, sn);
-    return near_root(x, sp * (T(1) + xc * sn), -1.2784645427610737, -1.0946994183093437e-16,
-                     0.2178117057198001, 0.1466487969969469, 0.018874814223782312,
-                     -0.015222655223188032);
+    const V u = capped_abs(x);
+    V p, scale, e_lo;
+    exp_scaled_parts(u * T(-1), p, scale);
+    const V e = exp_split(p, scale, e_lo);
+    // x < 0: e (1 + e - u), 1 - u and e nearly cancelling at the root, exactly (Sterbenz)
+    const V n = ((T(1) - u) + e) + e_lo;
+    const V num_s = vselect(x < T(0), fmadd(p, n, n) * scale, fmadd(u, e, e + T(1)) * Fmt<T>::kBig);
+    const V away = (num_s / fmadd(e, e + T(2), T(1))) * Fmt<T>::kSmall;
+    if (sizeof(T) == 4)
+      return near_root(x, away, 0.15, -1.2784645427610737, -1.0946994183093437e-16,
+                       0.2178117036819458, 0.14664879441261292, 0.0188750009983778,
+                       -0.01522219181060791, -0.006594404578208923, 0.00011383792298147455);
+    return near_root(x, away, 0.15, -1.2784645427610737, -1.0946994183093437e-16,
+                     0.2178117057198001, 0.1466487969969469, 0.018874814223778902,
+                     -0.015222655223196838, -0.006606589137553605, 0.00012662741210763077,
+                     0.0007985218081140018, 0.0001857070468723102, -4.090276765362325e-05,
+                     -2.9725038815037235e-05, -2.9500859305525123e-06, 2.210340609061182e-06);
   }
 };
 
 // log(1 + exp(beta x)) / beta, x itself where beta x > threshold (as PyTorch);
-// computed as max(beta x, 0) + log1p(exp(-|beta x|)). f' = sigma(beta x).
+// f' = sigma(beta x). beta x is carried in two parts (x beta = bx + bxl exactly, by
+// fmadd): its rounding would be a relative error of exp(beta x) of |beta x| ulps. 1 / beta
+// likewise (inv_beta + inv_beta_lo), so the division by beta rounds once. With
+// e = exp(-|beta x|): beta x < 0 gives log1p(e) / beta, else (beta x + log1p(e)) / beta.
 template <class T> struct Softplus {
-  T beta, inv_beta, threshold;
+  T beta, inv_beta, inv_beta_lo, threshold;
+  FASTNN_HD static Softplus make(double beta, double threshold) {
+    const T b = T(beta), ib = T(1 / double(b));
+    return {b, ib, T(fma(-double(b), double(ib), 1.0) / double(b)), T(threshold)};
+  }
+  // exp(-|x beta|) 2^S = (1 + p) scale, and x beta = bx + bxl (bxl = 0 where bx is infinite).
+  template <class V> FASTNN_VM void exp_neg_abs(const V& x, V& bx, V& bxl, V& p, V& scale) const {
+    bx = x * beta;
+    const V a = vabs(bx);
+    bxl = vselect(a < from_bits(Fmt<T>::kInf), fmadd(x, beta, bx * T(-1)), T(0));
+    exp_scaled_parts(a * T(-1), vselect(bx < T(0), bxl, bxl * T(-1)), p, scale);
+  }
+  template <class V> FASTNN_VM V over_beta(const V& y) const { return fmadd(y, inv_beta, y * inv_beta_lo); }
   template <class V> FASTNN_VM V forward(const V& x) const {
-    const V bx = x * beta;
-    const V e = vexp_nonpos(T(0) - vabs(bx));
-    V log1p_e;
-    if (sizeof(T) == 4)  // log1p(e) / e fitted on [0, 1] (relative error 2e-7): no division
-      log1p_e = e * poly<T>(e, 0.999999805658964, -0.4999740531810924, 0.33275478537579795,
-                            -0.24495455456192786, 0.17745220488924324, -0.10768140669336848,
-                            0.044089409582800915, -0.008539145204367967);
-    else
-      log1p_e = log1p_unit(e);
-    const V soft = (vmax(bx, T(0)) + log1p_e) * inv_beta;
+    V bx, bxl, p, scale;
+    exp_neg_abs(x, bx, bxl, p, scale);
+    const V e = (p + T(1)) * (scale * Fmt<T>::kSmall);
+    V soft;
+    if (sizeof(T) == 4) {
+      // log1p(e) = e L(e), L fitted on [0, 1] (10 terms, relative error 6e-9): no division
+      const V l = poly<T>(e, 1.0, -0.4999992251396179, 0.3333020508289337, -0.24955375492572784,
+                          0.1967887133359909, -0.15307912230491638, 0.10600581020116806,
+                          -0.056879717856645584, 0.01978927105665207, -0.0032268476206809282);
+      const V m = over_beta(l);
+      soft = vselect(bx < T(0), (fmadd(p, m, m) * scale) * Fmt<T>::kSmall,
+                     over_beta(bx + fmadd(e, l, bxl)));
+    } else {
+      const V l1p = log1p_unit(e);
+      soft = over_beta(vselect(bx < T(0), l1p, bx + (bxl + l1p)));
+    }
     return vselect(bx > threshold, x, soft);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
-    const V bx = x * beta;
-    V sp, sn;
-    sigmoid_pair(bx, sp, sn);
-    return vselect(bx > threshold, T(1), sp);
+    V bx, bxl, p, scale;
+    exp_neg_abs(x, bx, bxl, p, scale);
+    const V e = (p + T(1)) * (scale * Fmt<T>::kSmall);
+    const V d = T(1) / (e + T(1));
+    return vselect(bx > threshold, T(1), vselect(bx < T(0), e * d, d));
   }
 };
 
