@@ -69,7 +69,7 @@ template <> struct Fmt<float> {
   static constexpr float kLn2Lo = -2.12194440e-4f;
   static constexpr float kExpLo = -104.0f, kExpHi = 89.0f;  // exp is 0 / inf beyond
   static constexpr float kExpm1Lo = -30.0f;                 // expm1 is -1 below
-  static constexpr float kNormalExpLo = -87.33f;            // exp is below the smallest normal
+  static constexpr float kNormalExpLo = -87.6f;  // below: exp < smallest normal; above: 2^k normal
   static constexpr float kTiny = 0x1p-25f;                  // expm1(x) = x below
   static constexpr U kInf = 0x7f800000u;
   static constexpr float kScale = 64.0f;  // 2^k = 2^(k -+ 64) * 2^(+-64)
@@ -88,7 +88,7 @@ template <> struct Fmt<double> {
   static constexpr double kLn2Lo = 1.90821492927058770002e-10;
   static constexpr double kExpLo = -746.0, kExpHi = 710.0;
   static constexpr double kExpm1Lo = -40.0;
-  static constexpr double kNormalExpLo = -708.39;
+  static constexpr double kNormalExpLo = -708.7;
   static constexpr double kTiny = 0x1p-54;
   static constexpr U kInf = 0x7ff0000000000000ull;
   static constexpr double kScale = 512.0;
@@ -173,27 +173,32 @@ template <class V> FASTNN_VM V vexp(V x) {
   return scale_exp(expm1_reduced(r), t, k);
 }
 
-// exp(x + lo) * 2^kScaleBits = (1 + p) * scale, for x <= 0 (or NaN) and lo a correction
-// below an ulp of x (the low part of an argument carried in two pieces), as the
-// activations need it: |p| < 0.42 and scale a power of 2. The scale keeps 2^k normal down
-// to kExpScaledLo, far below the smallest denormal, so the caller scales back by kSmall
-// once, at the end: a denormal result is rounded once, and a normal result made from a
-// denormal exp (x * exp(x) near the underflow) keeps its digits. The short polynomial
-// (float32 relative error 1.1e-8 + rounding).
+// exp(x + lo) * 2^kScaleBits = (1 + p) * scale, for kExpScaledLo <= x <= 0 (or NaN: the
+// callers cap or clamp their argument) and lo a correction below an ulp of x (the low
+// part of an argument carried in two pieces), as the activations need it: |p| < 0.42 and
+// scale a power of 2. The scale keeps 2^k normal down to kExpScaledLo, far below the
+// smallest denormal, so the caller scales back by kSmall once, at the end: a denormal
+// result is rounded once, and a normal result made from a denormal exp (x * exp(x) near
+// the underflow) keeps its digits. The short polynomial (float32 relative error 1.1e-8).
 template <class V> FASTNN_VM void exp_scaled_parts(const V& x, const V& lo, V& p, V& scale) {
   typedef typename Lane<V>::type T;
   V t, k, r;
-  exp_reduce(vmax(x, Fmt<T>::kExpScaledLo), t, k, r);
+  exp_reduce(x, t, k, r);
   p = expm1_reduced<true>(r + lo);
   scale = pow2_from_rounded<Fmt<T>::kScaleBits>(t);
 }
 template <class V> FASTNN_VM void exp_scaled_parts(const V& x, V& p, V& scale) {
   typedef typename Lane<V>::type T;
   V t, k, r;
-  exp_reduce(vmax(x, Fmt<T>::kExpScaledLo), t, k, r);
+  exp_reduce(x, t, k, r);
   p = expm1_reduced<true>(r);
   scale = pow2_from_rounded<Fmt<T>::kScaleBits>(t);
 }
+template <class V> FASTNN_VM V clamp_scaled_exp_arg(const V& x) {
+  typedef typename Lane<V>::type T;
+  return vmax(x, Fmt<T>::kExpScaledLo);
+}
+
 // exp(x) = (1 + p) 2^k as e + e_lo, e = (1 + p) 2^k rounded and e_lo its rounding error
 // (Fast2Sum: |p| < 1), unscaled from exp_scaled_parts: for sums where exp cancels.
 template <class V> FASTNN_VM V exp_split(const V& p, const V& scale, V& e_lo) {
@@ -202,30 +207,22 @@ template <class V> FASTNN_VM V exp_split(const V& p, const V& scale, V& e_lo) {
   e_lo = (p - (one_p - T(1))) * (scale * Fmt<T>::kSmall);
   return one_p * (scale * Fmt<T>::kSmall);
 }
-template <class V> FASTNN_VM V exp_scaled(const V& x, const V& lo) {
-  typedef typename Lane<V>::type T;
-  V p, scale;
-  exp_scaled_parts(x, lo, p, scale);
-  return (p + T(1)) * scale;
-}
-template <class V> FASTNN_VM V exp_scaled(const V& x) {
-  typedef typename Lane<V>::type T;
-  V p, scale;
-  exp_scaled_parts(x, p, scale);
-  return (p + T(1)) * scale;
-}
 
-// exp_scaled(x, lo) * m, with one rounding fewer: (1 + p) m as fmadd(p, m, m).
-template <class V, class M> FASTNN_VM V exp_scaled_mul(const V& x, const V& lo, const M& m) {
-  V p, scale;
-  exp_scaled_parts(x, lo, p, scale);
-  return fmadd(p, m, m) * scale;
-}
-
-// exp(x) for x <= 0 (or NaN), denormal results included.
+// exp(x) for x <= 0 (or NaN), for results no larger than the caller's: one scaling (2^k
+// normal), and results below the smallest normal may be flushed to zero (from x below
+// kNormalExpLo, where k would leave the normal range).
 template <class V> FASTNN_VM V vexp_nonpos(const V& x) {
   typedef typename Lane<V>::type T;
-  return exp_scaled(x) * Fmt<T>::kSmall;
+  V t, k, r;
+  exp_reduce(x, t, k, r);
+  const V y = (expm1_reduced<true>(r) + T(1)) * pow2_from_rounded(t);
+  return vselect(x < Fmt<T>::kNormalExpLo, T(0), y);
+}
+
+// -|x| (the sign bit set).
+template <class V> FASTNN_VM V neg_abs(const V& x) {
+  typedef typename Lane<V>::type T;
+  return from_bits(bits_of(x) | Fmt<T>::kSign);
 }
 
 // expm1(x) for x <= 0 (or NaN): 2^k expm1(r) + (2^k - 1), 2^k normal.
@@ -372,13 +369,16 @@ template <class V> FASTNN_VM V verf(const V& x) {
   return copysign_of(y, x);
 }
 
-// exp(-u^2/2) * 2^kScaleBits * m for u >= 0 (or NaN), with u^2 carried in two parts (u^2
-// = h + l exactly, by fmadd): a rounded u^2 would cost u^2/2 ulps of it.
+// exp(-u^2/2) * 2^kScaleBits * m for 0 <= u <= sqrt(-2 kExpScaledLo) (or NaN), -u^2/2 carried
+// in two parts (h + l exactly, by fmadd; a rounded u^2 would cost u^2/2 ulps of exp), and
+// (1 + p) m as fmadd(p, m, m), one rounding fewer than exp times m.
 template <class V, class M> FASTNN_VM V exp_neg_half_sq_scaled(const V& u, const M& m) {
   typedef typename Lane<V>::type T;
-  const V h = u * u;
-  const V l = fmadd(u, u, h * T(-1));
-  return exp_scaled_mul(h * T(-0.5), l * T(-0.5), m);
+  const V nhu = u * T(-0.5);  // exact
+  const V h = u * nhu;
+  V p, scale;
+  exp_scaled_parts(h, fmadd(u, nhu, h * T(-1)), p, scale);
+  return fmadd(p, m, m) * scale;
 }
 
 // The standard normal tail Phi(-u) = e (1 - z) M(z), e = exp(-u^2/2), z = (u - 3) / (u + 3),
@@ -399,21 +399,10 @@ template <class V> FASTNN_VM V normal_tail_m6(const V& z) {
                    4.711109446725034e-08, -1.9648717437813217e-08, -2.0271086377282743e-08,
                    9.22120767104465e-10, 4.113491380896197e-09, 1.6752576105401897e-10,
                    -3.580444561432494e-10);
-  const V p = poly<T>(z, -0.5093319416046143, 0.23001748323440552, -0.04726380109786987,
-                      -0.010459266602993011, 0.006976877339184284, 0.0010097059421241283,
-                      -0.0010554814944043756, -0.00021695411123801023, 0.00016460179176647216,
-                      3.648789061116986e-05, -1.911901381390635e-05);
-  return fmadd(z, p, T(-2.6735981245319637e-08)) + T(0.7290837168693542);
-}
-
-// sigma(x) and sigma(-x) from e = exp(-|x|) <= 1: no overflow, no cancellation.
-template <class V> FASTNN_VM void sigmoid_pair(const V& x, V& s_pos, V& s_neg) {
-  typedef typename Lane<V>::type T;
-  const V e = vexp_nonpos(T(0) - vabs(x));
-  const V d = T(1) / (e + T(1));  // sigma(|x|)
-  const V ed = e * d;             // sigma(-|x|)
-  s_pos = vselect(x < T(0), ed, d);
-  s_neg = vselect(x < T(0), d, ed);
+  return poly<T>(z, 0.7290837168693542, -0.5093321204185486, 0.23001661896705627,
+                 -0.0472600944340229, -0.010453034192323685, 0.006955394055694342,
+                 0.0009929914958775043, -0.0010049884440377355, -0.0001982745889108628,
+                 0.0001129679149016738, 2.9113971322658472e-05);
 }
 
 // A derivative f' near its root x0 = x0_hi + x0_lo, as d P(d) with d = (x - x0_hi) -
@@ -452,20 +441,24 @@ template <class T> struct LeakyRelu {
 };
 
 // ELU and SELU: scale * (x >= 0 ? x : alpha * expm1(x)); f' = scale * alpha * exp(x)
-// for x <= 0. x >= 0 takes x itself, so f(-0) = -0 whatever the sign of alpha.
+// for x <= 0. x >= 0 takes x itself, so f(-0) = -0 whatever the sign of alpha. The exp
+// branch is computed for every lane (its value is discarded for x > 0, so x is not
+// capped at 0 first).
 template <class T> struct Elu {
   T alpha, scale, alpha_scale;
   template <class V> FASTNN_VM V forward(const V& x) const {
-    return vselect(x >= T(0), x * scale, vexpm1_nonpos<true>(vmin(x, T(0))) * alpha_scale);
+    return vselect(x >= T(0), x * scale, vexpm1_nonpos<true>(x) * alpha_scale);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
-    return vselect(x > T(0), scale, (exp_scaled(vmin(x, T(0))) * alpha_scale) * Fmt<T>::kSmall);
+    V p, s;
+    exp_scaled_parts(clamp_scaled_exp_arg(x), p, s);
+    return vselect(x > T(0), scale, (fmadd(p, alpha_scale, alpha_scale) * s) * Fmt<T>::kSmall);
   }
 };
 
-// x * Phi(x); f' = Phi(x) + x phi(x). With u = |x|, t = Phi(-u), e = exp(-u^2/2):
-// f = -u t (x < 0) or x - u t, f' = t - u e / sqrt(2 pi) (x < 0) or 1 minus that. u is
-// capped where f(-u) rounds to -0 (float32 15, float64 40), so +-inf go through.
+// x * Phi(x); f' = Phi(x) + x phi(x). With u = |x|: f = -u Phi(-u) (x < 0) or x - u Phi(-u);
+// f' = w (x < 0) or 1 - w, w = Phi(-u) - u phi(u). u is capped where f(-u) rounds to -0
+// (float32 15, float64 40), so +-inf go through.
 struct Gelu {
   template <class V> FASTNN_VM static V capped_abs(const V& x) {
     typedef typename Lane<V>::type T;
@@ -475,13 +468,14 @@ struct Gelu {
     typedef typename Lane<V>::type T;
     const V u = capped_abs(x);
     const V a = u / (u + T(3));
-    const V w_s = exp_neg_half_sq_scaled(u, a * normal_tail_m6(fmadd(a, T(2), T(-1))));  // u Phi(-u) 2^S
-    return vselect(x < T(0), w_s * (-Fmt<T>::kSmall), x - w_s * Fmt<T>::kSmall);
+    const V w = exp_neg_half_sq_scaled(u, a * normal_tail_m6(fmadd(a, T(2), T(-1)))) *
+                Fmt<T>::kSmall;  // u Phi(-u)
+    return vselect(x < T(0), T(-0.0), x) - w;
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     const V u = capped_abs(x);
-    // Phi(-u) - u phi(u) = e (u0 - u) K(z): u0 = 0.7518 is its root, K fitted over all of z
+    // w = e (u0 - u) K(z), e = exp(-u^2/2): u0 = 0.7518 is its root, K fitted over all of z
     // in [-1, 1] (float32 10 terms, relative error 8e-9; float64 24 terms, 4e-17), so
     // nothing cancels, near u0 or elsewhere.
     constexpr double u0 = 0.7517915246935645, u0_lo = -1.4956759177009883e-17;
@@ -510,124 +504,130 @@ struct Gelu {
 // x * sigma(2z), 2z = x (C1 + C3 x^2), C1 = 2 sqrt(2/pi), C3 = 0.044715 C1 (= 0.5 x (1 +
 // tanh z)); f' = sigma(2z) + x sigma(2z) sigma(-2z) (2z)'. 2z is carried in two parts:
 // its rounding error would be a relative error of exp(2z), |2z| ulps of it in the tail.
-// |x| is capped where f(-|x|) rounds to -0 (float32 12, float64 25).
+// |x| is capped where f(-|x|) rounds to -0 (float32 11.5, float64 24), which keeps |2z|
+// within exp_scaled's range.
 struct GeluTanh {
-  // C1 and C3 to twice double precision (hi + lo).
   static constexpr double kC1 = 1.5957691216057308, kC1Lo = -9.96930880911092e-17;
   static constexpr double kC3 = 0.07135481627260025, kC3Lo = -6.175149918155315e-19;
-  // -|2z| as zh + zl for xn = -|x|, to about 2^-2p relative.
+  template <class T> FASTNN_HD static constexpr T cap() { return T(sizeof(T) == 4 ? 11.5 : 24); }
+  // -|2z| as zh + zl for xn = -|x| (capped), to about 2^-2p. g = C1 + C3 x^2 is summed
+  // exactly as c1g + pg, both on a grid of 2^-18 (float32) or 2^-45 (float64), fine enough
+  // for g < 16 (64) to hold the sum: pg is C3 x^2 rounded to the grid by adding and
+  // subtracting kGridAdd (1.5 2^j, whose ulp is the grid over the range of C3 x^2).
   template <class V> FASTNN_VM static V neg_two_z(const V& xn, V& zl) {
     typedef typename Lane<V>::type T;
-    const T c1h = T(kC1), c1l = T((kC1 - double(c1h)) + kC1Lo);
+    const T add = T(sizeof(T) == 4 ? 48.0 : 192.0);
+    const T c1g = T(sizeof(T) == 4 ? 1.5957679748535156 : 1.5957691216057412);
+    const T c1gl = T(sizeof(T) == 4 ? 1.1467522150867598e-06 : -1.053578951956758e-14);
     const T c3h = T(kC3), c3l = T((kC3 - double(c3h)) + kC3Lo);
     const V h = xn * xn;
-    const V hl = fmadd(xn, xn, h * T(-1));  // x^2 = h + hl
-    const V p = h * c3h;
-    const V pl = fmadd(h, c3h, p * T(-1));  // c3h h = p + pl
-    const V g = p + c1h;                    // two-sum: g + gl = p + c1h
-    const V gb = g - p;
-    const V gl = ((p - (g - gb)) + (c1h - gb)) + ((pl + fmadd(hl, c3h, h * c3l)) + c1l);
+    const V hl = fmadd(xn, xn, h * T(-1));           // x^2 = h + hl
+    const V pg = fmadd(h, c3h, add) - add;            // c3h h on the grid
+    const V g = pg + c1g;                             // exact
+    const V gl = fmadd(h, c3h, pg * T(-1)) + fmadd(hl, c3h, fmadd(h, c3l, c1gl));
     const V zh = xn * g;
     zl = fmadd(xn, gl, fmadd(xn, g, zh * T(-1)));
     return zh;
   }
-  template <class V> FASTNN_VM static V capped_abs(const V& x) {
-    typedef typename Lane<V>::type T;
-    return vmin(vabs(x), T(sizeof(T) == 4 ? 12 : 25));
-  }
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V u = capped_abs(x), nu = u * T(-1);
-    V zl;
-    const V zh = neg_two_z(nu, zl);
-    const V e_s = exp_scaled(zh, zl);              // exp(-|2z|) 2^S
-    const V d = T(1) / (e_s * Fmt<T>::kSmall + T(1));  // sigma(|2z|)
-    return vselect(x < T(0), ((nu * e_s) * d) * Fmt<T>::kSmall, x * d);
+    const V nu = vmax(neg_abs(x), T(-cap<T>()));  // -u, u = min(|x|, cap)
+    V zl, p, scale;
+    exp_scaled_parts(neg_two_z(nu, zl), zl, p, scale);  // e = exp(-|2z|) = (1 + p) sk
+    const V sk = scale * Fmt<T>::kSmall;
+    // x < 0: -u e / (1 + e); x >= 0: x / (1 + e)
+    return vselect(x < T(0), fmadd(p, nu, nu) * sk, x) / (fmadd(p, sk, sk) + T(1));
   }
   // With e = exp(-|2z|): f' = e (1 + e - u (2z)') / (1 + e)^2 (x < 0) or
-  // (1 + e + u e (2z)') / (1 + e)^2. For x < 0, u (2z)' = |2z| + 2 C3 u^3, and
-  // 1 - |2z| + e is summed from exact parts (1 - |2z| and then + e cancel exactly at the
-  // root, Sterbenz), the small ones last.
+  // (1 + e + u e (2z)') / (1 + e)^2. For x < 0, 1 + e - u (2z)' = (1 - |2z|) + e - 2 C3 u^3:
+  // 1 - |2z| is exact where it matters and cancels against e exactly at the root
+  // (Sterbenz), the small parts last. (1 + e)^2 = w^2 + 2 w wl, w = 1 + e rounded.
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V u = capped_abs(x), nu = u * T(-1);
-    V zl, p, scale, e_lo;
+    const V nu = vmax(neg_abs(x), T(-cap<T>())), u = vabs(nu);
+    V zl, p, scale;
     const V zh = neg_two_z(nu, zl);
     exp_scaled_parts(zh, zl, p, scale);
-    const V e = exp_split(p, scale, e_lo);
-    const V h = u * u;
-    const V a = T(1) + zh, sum = a + e, sb = sum - a;
-    const V n = sum + (((a - (sum - sb)) + (e - sb)) + ((zl + e_lo) - (u * h) * T(2 * kC3)));
-    const V num_pos = fmadd(u * fmadd(h, T(3 * kC3), T(kC1)), e, e + T(1));
-    const V num_s = vselect(x < T(0), fmadd(p, n, n) * scale, num_pos * Fmt<T>::kBig);
+    const V sk = scale * Fmt<T>::kSmall;
+    const V e = fmadd(p, sk, sk);
+    const V h = nu * nu;
+    const V n = ((T(1) + zh) + e) + fmadd(u * h, T(-2 * kC3), zl);
     const V w = e + T(1);
-    const V wl = (e - (w - T(1))) + e_lo;
-    const V away = (num_s / fmadd(w, w, (w * T(2)) * wl)) * Fmt<T>::kSmall;
+    const V den = fmadd(w, w, (w * T(2)) * (e - (w - T(1))));
+    const V num_pos = fmadd(u * fmadd(h, T(3 * kC3), T(kC1)), e, w);
+    const V away = vselect(x < T(0), fmadd(p, n, n) * sk, num_pos) / den;
     if (sizeof(T) == 4)
-      return near_root(x, away, 0.15, -0.7524614220710163, 3.635560509207687e-17,
-                       0.4304001033306122, 0.38751843571662903, -0.015787217766046524,
-                       -0.11394236236810684, -0.016231734305620193, 0.019553866237401962,
-                       -0.004597737453877926);
-    return near_root(x, away, 0.15, -0.7524614220710163, 3.635560509207687e-17,
-                     0.4304000910248585, 0.3875184461357889, -0.015782853521822765,
-                     -0.1139444830809193, -0.016619328352040476, 0.019682309445342962,
-                     0.005261060624998702, -0.0024227296058979245, -0.0009275435195959023,
-                     0.00026376020799114236, 0.0001278597369505529, -2.8965338610615687e-05,
-                     -6.518930245506168e-05, -7.641752098379323e-05);
+      return near_root(x, away, 0.1, -0.7524614220710163, 3.635560509207687e-17,
+                       0.4304001033306122, 0.3875184655189514, -0.015788009390234947,
+                       -0.11395224183797836, -0.016151558607816696, 0.020281396806240082);
+    return near_root(x, away, 0.1, -0.7524614220710163, 3.635560509207687e-17,
+                     0.4304000910248585, 0.3875184461357889, -0.015782853521807468,
+                     -0.11394448308089142, -0.016619328365746568, 0.019682309420115913,
+                     0.005261064431655668, -0.002422722526091026, -0.0009279573030360829,
+                     0.00026297964461241644, 0.0001427131260492691);
   }
 };
 
+// sigma(x) = 1 / (1 + e) or e / (1 + e), e = exp(-|x|) <= 1: no overflow, no
+// cancellation; f' = sigma(x) sigma(-x) = e / (1 + e)^2, not y (1 - y).
 struct Sigmoid {
   template <class V> FASTNN_VM V forward(const V& x) const {
-    V sp, sn;
-    sigmoid_pair(x, sp, sn);
-    return sp;
+    typedef typename Lane<V>::type T;
+    const V e = vexp_nonpos(neg_abs(x));
+    return vselect(x < T(0), e, T(1)) / (e + T(1));
   }
-  // sigma(x) sigma(-x) = e / (1 + e)^2 = e / (1 + e (2 + e)), e = exp(-|x|), not y (1 - y).
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V e = vexp_nonpos(T(0) - vabs(x));
-    return e / fmadd(e, e + T(2), T(1));
+    const V e = vexp_nonpos(neg_abs(x));
+    return e / fmadd(e, e + T(2), T(1));  // (1 + e)^2
   }
 };
 
+// tanh(|x|) = -expm1(-2|x|) / (2 + expm1(-2|x|)), sign restored; f' = 1 - tanh^2 =
+// 4 e / (1 + e)^2, e = exp(-2|x|): accurate in the tails.
 struct Tanh {
-  template <class V> FASTNN_VM V forward(const V& x) const { return vtanh<true>(x); }
-  // 1 - tanh^2 = 4 e / (1 + e)^2 = 4 e / (1 + e (2 + e)), e = exp(-2|x|): accurate in the tails.
+  template <class V> FASTNN_VM V forward(const V& x) const {
+    typedef typename Lane<V>::type T;
+    const V em = vexpm1_nonpos<true>(vabs(x) * T(-2));
+    return copysign_of(em / (T(-2) - em), x);
+  }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V e_s = exp_scaled(vabs(x) * T(-2));
-    const V e = e_s * Fmt<T>::kSmall;
-    return ((e_s * T(4)) / fmadd(e, e + T(2), T(1))) * Fmt<T>::kSmall;
+    const V m = neg_abs(x) * T(2);
+    V t, k, r;
+    exp_reduce(m, t, k, r);
+    // 4 e: the exponent raised by 2, flushed where it would leave the normal range
+    const V e4 = vselect(m < T(Fmt<T>::kNormalExpLo - 1.3),
+                         T(0), (expm1_reduced<true>(r) + T(1)) * pow2_from_rounded<2>(t));
+    const V e = e4 * T(0.25);
+    return e4 / fmadd(e, e + T(2), T(1));
   }
 };
 
 // x * sigma(x); f' = sigma(x) (1 + x sigma(-x)). With u = |x| (capped where f(-u) rounds
-// to -0: float32 120, float64 800), e = exp(-u) and d = sigma(u) = 1 / (1 + e): f = -u e d
-// (x < 0) or x d; f' = e (1 + e - u) / (1 + e)^2 (x < 0) or (1 + e + u e) / (1 + e)^2,
-// (1 + e)^2 as 1 + e (2 + e). 1 + e - u has its root at u = 1.2785.
+// to -0: float32 120, float64 800) and e = exp(-u): f = -u e / (1 + e) (x < 0) or
+// x / (1 + e); f' = e (1 + e - u) / (1 + e)^2 (x < 0) or (1 + e + u e) / (1 + e)^2.
+// 1 - u and e cancel exactly at the root u = 1.2785 (Sterbenz).
 struct Silu {
-  template <class V> FASTNN_VM static V capped_abs(const V& x) {
-    typedef typename Lane<V>::type T;
-    return vmin(vabs(x), T(sizeof(T) == 4 ? 120 : 800));
-  }
+  template <class T> FASTNN_HD static constexpr T cap() { return T(sizeof(T) == 4 ? 120 : 800); }
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V u = capped_abs(x), nu = u * T(-1);
-    const V e_s = exp_scaled(nu);
-    const V d = T(1) / (e_s * Fmt<T>::kSmall + T(1));
-    return vselect(x < T(0), ((nu * e_s) * d) * Fmt<T>::kSmall, x * d);
+    const V nu = vmax(neg_abs(x), T(-cap<T>()));
+    V p, scale;
+    exp_scaled_parts(nu, p, scale);
+    const V sk = scale * Fmt<T>::kSmall;
+    return vselect(x < T(0), fmadd(p, nu, nu) * sk, x) / (fmadd(p, sk, sk) + T(1));
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V u = capped_abs(x);
-    V p, scale, e_lo;
-    exp_scaled_parts(u * T(-1), p, scale);
-    const V e = exp_split(p, scale, e_lo);
-    // x < 0: e (1 + e - u), 1 - u and e nearly cancelling at the root, exactly (Sterbenz)
-    const V n = ((T(1) - u) + e) + e_lo;
-    const V num_s = vselect(x < T(0), fmadd(p, n, n) * scale, fmadd(u, e, e + T(1)) * Fmt<T>::kBig);
-    const V away = (num_s / fmadd(e, e + T(2), T(1))) * Fmt<T>::kSmall;
+    const V nu = vmax(neg_abs(x), T(-cap<T>()));
+    V p, scale;
+    exp_scaled_parts(nu, p, scale);
+    const V sk = scale * Fmt<T>::kSmall;
+    const V e = fmadd(p, sk, sk);
+    const V n = (nu + T(1)) + e;
+    const V away = vselect(x < T(0), fmadd(p, n, n) * sk, fmadd(nu, e * T(-1), e + T(1))) /
+                   fmadd(e, e + T(2), T(1));
     if (sizeof(T) == 4)
       return near_root(x, away, 0.15, -1.2784645427610737, -1.0946994183093437e-16,
                        0.2178117036819458, 0.14664879441261292, 0.0188750009983778,
@@ -641,49 +641,55 @@ struct Silu {
 };
 
 // log(1 + exp(beta x)) / beta, x itself where beta x > threshold (as PyTorch);
-// f' = sigma(beta x). beta x is carried in two parts (x beta = bx + bxl exactly, by
-// fmadd): its rounding would be a relative error of exp(beta x) of |beta x| ulps. 1 / beta
-// likewise (inv_beta + inv_beta_lo), so the division by beta rounds once. With
-// e = exp(-|beta x|): beta x < 0 gives log1p(e) / beta, else (beta x + log1p(e)) / beta.
-template <class T> struct Softplus {
+// f' = sigma(beta x). With e = exp(-|beta x|): beta x < 0 gives log1p(e) / beta, else
+// (beta x + log1p(e)) / beta. kPow2: beta is a power of 2 (1 by default), so beta x and
+// the division are exact; otherwise beta x is carried in two parts (x beta = bx + bxl
+// exactly, by fmadd; its rounding would be a relative error of exp(beta x) of |beta x|
+// ulps) and 1 / beta as inv_beta + inv_beta_lo, so the division rounds once.
+template <class T, bool kPow2 = false> struct Softplus {
   T beta, inv_beta, inv_beta_lo, threshold;
   FASTNN_HD static Softplus make(double beta, double threshold) {
     const T b = T(beta), ib = T(1 / double(b));
     return {b, ib, T(fma(-double(b), double(ib), 1.0) / double(b)), T(threshold)};
   }
-  // exp(-|x beta|) 2^S = (1 + p) scale, and x beta = bx + bxl (bxl = 0 where bx is infinite).
+  // exp(-|x beta|) 2^S = (1 + p) scale, and x beta = bx + bxl.
   template <class V> FASTNN_VM void exp_neg_abs(const V& x, V& bx, V& bxl, V& p, V& scale) const {
     bx = x * beta;
-    const V a = vabs(bx);
-    bxl = vselect(a < from_bits(Fmt<T>::kInf), fmadd(x, beta, bx * T(-1)), T(0));
-    exp_scaled_parts(a * T(-1), vselect(bx < T(0), bxl, bxl * T(-1)), p, scale);
+    const V arg = clamp_scaled_exp_arg(neg_abs(bx));
+    if (kPow2) return exp_scaled_parts(arg, p, scale);
+    // bxl = 0 where bx is infinite (fmadd gives NaN there)
+    bxl = vselect(vabs(bx) < from_bits(Fmt<T>::kInf), fmadd(x, beta, bx * T(-1)), T(0));
+    exp_scaled_parts(arg, vselect(bx < T(0), bxl, bxl * T(-1)), p, scale);
   }
-  template <class V> FASTNN_VM V over_beta(const V& y) const { return fmadd(y, inv_beta, y * inv_beta_lo); }
+  template <class V> FASTNN_VM V over_beta(const V& y) const {
+    return kPow2 ? y * inv_beta : fmadd(y, inv_beta, y * inv_beta_lo);
+  }
   template <class V> FASTNN_VM V forward(const V& x) const {
     V bx, bxl, p, scale;
     exp_neg_abs(x, bx, bxl, p, scale);
-    const V e = (p + T(1)) * (scale * Fmt<T>::kSmall);
+    const V sk = scale * Fmt<T>::kSmall;
+    const V e = fmadd(p, sk, sk);
     V soft;
     if (sizeof(T) == 4) {
-      // log1p(e) = e L(e), L fitted on [0, 1] (10 terms, relative error 6e-9): no division
-      const V l = poly<T>(e, 1.0, -0.4999992251396179, 0.3333020508289337, -0.24955375492572784,
-                          0.1967887133359909, -0.15307912230491638, 0.10600581020116806,
-                          -0.056879717856645584, 0.01978927105665207, -0.0032268476206809282);
-      const V m = over_beta(l);
-      soft = vselect(bx < T(0), (fmadd(p, m, m) * scale) * Fmt<T>::kSmall,
-                     over_beta(bx + fmadd(e, l, bxl)));
+      // log1p(e) = e L(e), L fitted on [0, 1] (9 terms, relative error 6e-8): no division
+      const V l = poly<T>(e, 0.9999999403953552, -0.4999932050704956, 0.33316364884376526,
+                          -0.24824300408363342, 0.19039759039878845, -0.1353188157081604,
+                          0.07675690948963165, -0.028639638796448708, 0.005023771431297064);
+      const V m = kPow2 ? l : over_beta(l);
+      const V neg = fmadd(p, m, m) * (kPow2 ? sk * inv_beta : sk);
+      soft = vselect(bx < T(0), neg, over_beta(kPow2 ? fmadd(e, l, bx) : bx + fmadd(e, l, bxl)));
     } else {
       const V l1p = log1p_unit(e);
-      soft = over_beta(vselect(bx < T(0), l1p, bx + (bxl + l1p)));
+      soft = over_beta(vselect(bx < T(0), l1p, kPow2 ? bx + l1p : bx + (bxl + l1p)));
     }
     return vselect(bx > threshold, x, soft);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     V bx, bxl, p, scale;
     exp_neg_abs(x, bx, bxl, p, scale);
-    const V e = (p + T(1)) * (scale * Fmt<T>::kSmall);
-    const V d = T(1) / (e + T(1));
-    return vselect(bx > threshold, T(1), vselect(bx < T(0), e * d, d));
+    const V sk = scale * Fmt<T>::kSmall;
+    const V e = fmadd(p, sk, sk);
+    return vselect(bx > threshold, T(1), vselect(bx < T(0), e, T(1)) / (e + T(1)));
   }
 };
 
