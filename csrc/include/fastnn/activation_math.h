@@ -148,6 +148,18 @@ template <bool kShort = false, class V> FASTNN_VM V expm1_reduced(const V& r) {
   return fmadd(r * r, q, r);
 }
 
+// exp(r) - 1 on the reduced range, as the activations' exp needs it: kFine, the float32
+// expm1_reduced<true> (exp 1.1e-8 relative); else float32 r + r^2 q with q of 4 terms
+// fitted for the relative error of exp (near-minimax, coefficients rounded one at a time;
+// 1.1e-7), one operation less, for functions whose other errors leave room for it.
+// float64: expm1_reduced.
+template <bool kFine, class V> FASTNN_VM V exp_reduced_m1(const V& r) {
+  typedef typename Lane<V>::type T;
+  if (sizeof(T) == 8 || kFine) return expm1_reduced<true>(r);
+  return fmadd(r * r, poly<T>(r, 0.4999922811985016, 0.16667120158672333, 0.041890699416399,
+                              0.008312189020216465), r);
+}
+
 // x = k ln2 + r: t = k + kRound (integer-valued), r (|r| <= ln2/2 + rounding).
 template <class V> FASTNN_VM void exp_reduce(const V& x, V& t, V& k, V& r) {
   typedef typename Lane<V>::type T;
@@ -180,18 +192,19 @@ template <class V> FASTNN_VM V vexp(V x) {
 // smallest denormal, so the caller scales back by kSmall once, at the end: a denormal
 // result is rounded once, and a normal result made from a denormal exp (x * exp(x) near
 // the underflow) keeps its digits. The short polynomial (float32 relative error 1.1e-8).
-template <class V> FASTNN_VM void exp_scaled_parts(const V& x, const V& lo, V& p, V& scale) {
+template <bool kFine = true, class V>
+FASTNN_VM void exp_scaled_parts(const V& x, const V& lo, V& p, V& scale) {
   typedef typename Lane<V>::type T;
   V t, k, r;
   exp_reduce(x, t, k, r);
-  p = expm1_reduced<true>(r + lo);
+  p = exp_reduced_m1<kFine>(r + lo);
   scale = pow2_from_rounded<Fmt<T>::kScaleBits>(t);
 }
-template <class V> FASTNN_VM void exp_scaled_parts(const V& x, V& p, V& scale) {
+template <bool kFine = true, class V> FASTNN_VM void exp_scaled_parts(const V& x, V& p, V& scale) {
   typedef typename Lane<V>::type T;
   V t, k, r;
   exp_reduce(x, t, k, r);
-  p = expm1_reduced<true>(r);
+  p = exp_reduced_m1<kFine>(r);
   scale = pow2_from_rounded<Fmt<T>::kScaleBits>(t);
 }
 template <class V> FASTNN_VM V clamp_scaled_exp_arg(const V& x) {
@@ -211,11 +224,11 @@ template <class V> FASTNN_VM V exp_split(const V& p, const V& scale, V& e_lo) {
 // exp(x) for x <= 0 (or NaN), for results no larger than the caller's: one scaling (2^k
 // normal), and results below the smallest normal may be flushed to zero (from x below
 // kNormalExpLo, where k would leave the normal range).
-template <class V> FASTNN_VM V vexp_nonpos(const V& x) {
+template <bool kFine = true, class V> FASTNN_VM V vexp_nonpos(const V& x) {
   typedef typename Lane<V>::type T;
   V t, k, r;
   exp_reduce(x, t, k, r);
-  const V y = (expm1_reduced<true>(r) + T(1)) * pow2_from_rounded(t);
+  const V y = (exp_reduced_m1<kFine>(r) + T(1)) * pow2_from_rounded(t);
   return vselect(x < Fmt<T>::kNormalExpLo, T(0), y);
 }
 
@@ -451,7 +464,7 @@ template <class T> struct Elu {
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     V p, s;
-    exp_scaled_parts(clamp_scaled_exp_arg(x), p, s);
+    exp_scaled_parts<false>(clamp_scaled_exp_arg(x), p, s);
     return vselect(x > T(0), scale, (fmadd(p, alpha_scale, alpha_scale) * s) * Fmt<T>::kSmall);
   }
 };
@@ -573,12 +586,12 @@ struct GeluTanh {
 struct Sigmoid {
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V e = vexp_nonpos(neg_abs(x));
+    const V e = vexp_nonpos<false>(neg_abs(x));
     return vselect(x < T(0), e, T(1)) / (e + T(1));
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
-    const V e = vexp_nonpos(neg_abs(x));
+    const V e = vexp_nonpos<false>(neg_abs(x));
     return e / fmadd(e, e + T(2), T(1));  // (1 + e)^2
   }
 };
@@ -598,7 +611,7 @@ struct Tanh {
     exp_reduce(m, t, k, r);
     // 4 e: the exponent raised by 2, flushed where it would leave the normal range
     const V e4 = vselect(m < T(Fmt<T>::kNormalExpLo - 1.3),
-                         T(0), (expm1_reduced<true>(r) + T(1)) * pow2_from_rounded<2>(t));
+                         T(0), (exp_reduced_m1<false>(r) + T(1)) * pow2_from_rounded<2>(t));
     const V e = e4 * T(0.25);
     return e4 / fmadd(e, e + T(2), T(1));
   }
@@ -656,10 +669,10 @@ template <class T, bool kPow2 = false> struct Softplus {
   template <class V> FASTNN_VM void exp_neg_abs(const V& x, V& bx, V& bxl, V& p, V& scale) const {
     bx = x * beta;
     const V arg = clamp_scaled_exp_arg(neg_abs(bx));
-    if (kPow2) return exp_scaled_parts(arg, p, scale);
+    if (kPow2) return exp_scaled_parts<false>(arg, p, scale);
     // bxl = 0 where bx is infinite (fmadd gives NaN there)
     bxl = vselect(vabs(bx) < from_bits(Fmt<T>::kInf), fmadd(x, beta, bx * T(-1)), T(0));
-    exp_scaled_parts(arg, vselect(bx < T(0), bxl, bxl * T(-1)), p, scale);
+    exp_scaled_parts<false>(arg, vselect(bx < T(0), bxl, bxl * T(-1)), p, scale);
   }
   template <class V> FASTNN_VM V over_beta(const V& y) const {
     return kPow2 ? y * inv_beta : fmadd(y, inv_beta, y * inv_beta_lo);
