@@ -169,6 +169,49 @@ template <class T> inline Bits16<T> operator>>(const Bits16<T>& a, int s) {
   return o;
 }
 
+// vmax(a, b) = a < b ? b : a and vmin(a, b) = a > b ? b : a, lane by lane, as
+// fastnn/activation_math.h defines them for any value type (a NaN in a stays NaN), by the
+// level's max / min instruction: it returns its second operand when either is NaN, so
+// max(b, a) is exactly that, one instruction instead of a compare and a blend.
+template <class R, class T>
+inline R max_register(T b, R a) {
+  const R bv = R{} + b;
+#if defined(FASTNN_ISA_AVX512)
+  if constexpr (sizeof(T) == 4) return R(_mm512_max_ps(__m512(bv), __m512(a)));
+  else return R(_mm512_max_pd(__m512d(bv), __m512d(a)));
+#elif defined(FASTNN_ISA_AVX2)
+  if constexpr (sizeof(T) == 4) return R(_mm256_max_ps(__m256(bv), __m256(a)));
+  else return R(_mm256_max_pd(__m256d(bv), __m256d(a)));
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) return R(_mm_max_ps(__m128(bv), __m128(a)));
+  else return R(_mm_max_pd(__m128d(bv), __m128d(a)));
+#else
+  return a < bv ? bv : a;
+#endif
+}
+template <class R, class T>
+inline R min_register(T b, R a) {
+  const R bv = R{} + b;
+#if defined(FASTNN_ISA_AVX512)
+  if constexpr (sizeof(T) == 4) return R(_mm512_min_ps(__m512(bv), __m512(a)));
+  else return R(_mm512_min_pd(__m512d(bv), __m512d(a)));
+#elif defined(FASTNN_ISA_AVX2)
+  if constexpr (sizeof(T) == 4) return R(_mm256_min_ps(__m256(bv), __m256(a)));
+  else return R(_mm256_min_pd(__m256d(bv), __m256d(a)));
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) return R(_mm_min_ps(__m128(bv), __m128(a)));
+  else return R(_mm_min_pd(__m128d(bv), __m128d(a)));
+#else
+  return a > bv ? bv : a;
+#endif
+}
+template <class T> inline Vec16<T> vmax(const Vec16<T>& a, T b) {
+  return lanewise<T>([&](int k) { return max_register(b, a.r[k]); });
+}
+template <class T> inline Vec16<T> vmin(const Vec16<T>& a, T b) {
+  return lanewise<T>([&](int k) { return min_register(b, a.r[k]); });
+}
+
 template <class T>
 inline Vec16<T> zeros16() {
   return lanewise<T>([](int) { return typename Vec16<T>::Register{}; });
