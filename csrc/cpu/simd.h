@@ -176,9 +176,9 @@ template <class T> inline Bits16<T> operator>>(const Bits16<T>& a, int s) {
 template <class R, class T>
 inline R max_register(T b, R a) {
   const R bv = R{} + b;
-#if defined(FASTNN_ISA_AVX512)
-  if constexpr (sizeof(T) == 4) return R(_mm512_max_ps(__m512(bv), __m512(a)));
-  else return R(_mm512_max_pd(__m512d(bv), __m512d(a)));
+#if defined(FASTNN_ISA_AVX512)  // the masked form: GCC 12 warns on the plain one's undefined source
+  if constexpr (sizeof(T) == 4) return R(_mm512_mask_max_ps(__m512(bv), 0xffff, __m512(bv), __m512(a)));
+  else return R(_mm512_mask_max_pd(__m512d(bv), 0xff, __m512d(bv), __m512d(a)));
 #elif defined(FASTNN_ISA_AVX2)
   if constexpr (sizeof(T) == 4) return R(_mm256_max_ps(__m256(bv), __m256(a)));
   else return R(_mm256_max_pd(__m256d(bv), __m256d(a)));
@@ -193,8 +193,8 @@ template <class R, class T>
 inline R min_register(T b, R a) {
   const R bv = R{} + b;
 #if defined(FASTNN_ISA_AVX512)
-  if constexpr (sizeof(T) == 4) return R(_mm512_min_ps(__m512(bv), __m512(a)));
-  else return R(_mm512_min_pd(__m512d(bv), __m512d(a)));
+  if constexpr (sizeof(T) == 4) return R(_mm512_mask_min_ps(__m512(bv), 0xffff, __m512(bv), __m512(a)));
+  else return R(_mm512_mask_min_pd(__m512d(bv), 0xff, __m512d(bv), __m512d(a)));
 #elif defined(FASTNN_ISA_AVX2)
   if constexpr (sizeof(T) == 4) return R(_mm256_min_ps(__m256(bv), __m256(a)));
   else return R(_mm256_min_pd(__m256d(bv), __m256d(a)));

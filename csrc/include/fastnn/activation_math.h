@@ -76,6 +76,7 @@ template <> struct Fmt<float> {
   static constexpr int kScaleBits = 64;
   static constexpr float kBig = 0x1p64f, kSmall = 0x1p-64f;
   static constexpr float kExpScaledLo = -130.0f;  // exp_scaled's floor: 2^(k + 64) still normal
+  static constexpr float kTinyScaled = 0x1p-62f;   // the smallest normal, times 2^64
 };
 template <> struct Fmt<double> {
   typedef uint64_t U;
@@ -95,6 +96,7 @@ template <> struct Fmt<double> {
   static constexpr int kScaleBits = 512;
   static constexpr double kBig = 0x1p512, kSmall = 0x1p-512;
   static constexpr double kExpScaledLo = -1060.0;
+  static constexpr double kTinyScaled = 0x1p-510;
 };
 
 // c0 + x * (c1 + x * (c2 + ...)), coefficients rounded to the lane type.
@@ -212,6 +214,23 @@ template <class V> FASTNN_VM V clamp_scaled_exp_arg(const V& x) {
   return vmax(x, Fmt<T>::kExpScaledLo);
 }
 
+// Back from exp_scaled's scale: v_s * 2^-kScaleBits for v_s >= 0, NaN kept, with results
+// below the smallest normal flushed to zero instead of computed: on x86 an operation that
+// gives a denormal costs a microcode assist (a hundred cycles and more), and these are
+// the left tails' results. (Where the tail starts at a known x, the callers zero the
+// scale there instead: the same, cheaper.)
+template <class V> FASTNN_VM V unscale_pos(const V& v_s) {
+  typedef typename Lane<V>::type T;
+  return vselect(v_s < Fmt<T>::kTinyScaled, T(0), v_s) * Fmt<T>::kSmall;
+}
+// scale * 2^-kScaleBits, raised to twice the smallest normal where it is below: e = (1 +
+// p) times it stays normal (no assist) and, where it was raised, is still negligible
+// next to 1, which is all the callers add it to.
+template <class V> FASTNN_VM V unscale_floor(const V& scale) {
+  typedef typename Lane<V>::type T;
+  return vmax(scale, Fmt<T>::kTinyScaled * T(2)) * Fmt<T>::kSmall;
+}
+
 // exp(x) = (1 + p) 2^k as e + e_lo, e = (1 + p) 2^k rounded and e_lo its rounding error
 // (Fast2Sum: |p| < 1), unscaled from exp_scaled_parts: for sums where exp cancels.
 template <class V> FASTNN_VM V exp_split(const V& p, const V& scale, V& e_lo) {
@@ -224,6 +243,13 @@ template <class V> FASTNN_VM V exp_split(const V& p, const V& scale, V& e_lo) {
 // exp(x) for x <= 0 (or NaN), for results no larger than the caller's: one scaling (2^k
 // normal), and results below the smallest normal may be flushed to zero (from x below
 // kNormalExpLo, where k would leave the normal range).
+template <bool kFine = true, class V> FASTNN_VM V vexp_nonpos(const V& x, const V& lo) {
+  typedef typename Lane<V>::type T;
+  V t, k, r;
+  exp_reduce(x, t, k, r);
+  const V y = (exp_reduced_m1<kFine>(r + lo) + T(1)) * pow2_from_rounded(t);
+  return vselect(x < Fmt<T>::kNormalExpLo, T(0), y);
+}
 template <bool kFine = true, class V> FASTNN_VM V vexp_nonpos(const V& x) {
   typedef typename Lane<V>::type T;
   V t, k, r;
@@ -384,21 +410,23 @@ template <class V> FASTNN_VM V verf(const V& x) {
 
 // exp(-u^2/2) * 2^kScaleBits * m for 0 <= u <= sqrt(-2 kExpScaledLo) (or NaN), -u^2/2 carried
 // in two parts (h + l exactly, by fmadd; a rounded u^2 would cost u^2/2 ulps of exp), and
-// (1 + p) m as fmadd(p, m, m), one rounding fewer than exp times m.
-template <class V, class M> FASTNN_VM V exp_neg_half_sq_scaled(const V& u, const M& m) {
+// (1 + p) m as fmadd(p, m, m), one rounding fewer than exp times m. 0 where u > zero_above
+// (where the caller's result, scaled back, would be below the smallest normal: see
+// unscale_pos).
+template <class V, class M>
+FASTNN_VM V exp_neg_half_sq_scaled(const V& u, const M& m, typename Lane<V>::type zero_above) {
   typedef typename Lane<V>::type T;
   const V nhu = u * T(-0.5);  // exact
   const V h = u * nhu;
   V p, scale;
   exp_scaled_parts(h, fmadd(u, nhu, h * T(-1)), p, scale);
-  return fmadd(p, m, m) * scale;
+  return fmadd(p, m, m) * vselect(u > zero_above, T(0), scale);
 }
 
-// The standard normal tail Phi(-u) = e (1 - z) M(z), e = exp(-u^2/2), z = (u - 3) / (u + 3),
-// for u >= 0: with a = u / (u + 3), z = 2a - 1, u Phi(-u) = e a 6M(z) and Phi(-u) = e 6M(z)
-// / (u + 3). 6 M is fitted over all of z in [-1, 1], coefficients rounded one at a time:
-// float32 as c0 + z P(z), c0 in two parts (its rounding was the largest error), 12 terms,
-// relative error 1e-8; float64 28 terms, 5e-17.
+// The standard normal tail Phi(-u) = e M(z) / (u + 3), e = exp(-u^2/2), for u >= 0, z =
+// (u - 3) / (u + 3) in [-1, 1): with a = u / (u + 3), z = 2a - 1 and u Phi(-u) = e a M(z).
+// M is fitted over all of z, coefficients rounded one at a time: float32 11 terms,
+// relative error 4e-8; float64 28 terms, 5e-17.
 template <class V> FASTNN_VM V normal_tail_m6(const V& z) {
   typedef typename Lane<V>::type T;
   if (sizeof(T) == 8)
@@ -456,16 +484,25 @@ template <class T> struct LeakyRelu {
 // ELU and SELU: scale * (x >= 0 ? x : alpha * expm1(x)); f' = scale * alpha * exp(x)
 // for x <= 0. x >= 0 takes x itself, so f(-0) = -0 whatever the sign of alpha. The exp
 // branch is computed for every lane (its value is discarded for x > 0, so x is not
-// capped at 0 first).
+// capped at 0 first). f' is flushed to zero (of alpha's sign) below flush_below, where
+// |alpha_scale| exp(x) is under the smallest normal.
 template <class T> struct Elu {
-  T alpha, scale, alpha_scale;
+  T alpha, scale, alpha_scale, flush_below;
+  FASTNN_HD static Elu make(double alpha, double scale) {
+    const double as = double(T(alpha * scale));
+    const double tiny = sizeof(T) == 4 ? 0x1p-126 : 0x1p-1022;
+    // a little below log(tiny / |as|): what is flushed is below the smallest normal
+    const double below = as == 0 ? 0 : log(tiny / fabs(as)) - 0.01;
+    return {T(alpha), T(scale), T(as), T(below)};
+  }
   template <class V> FASTNN_VM V forward(const V& x) const {
     return vselect(x >= T(0), x * scale, vexpm1_nonpos<true>(x) * alpha_scale);
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     V p, s;
-    exp_scaled_parts<false>(clamp_scaled_exp_arg(x), p, s);
-    return vselect(x > T(0), scale, (fmadd(p, alpha_scale, alpha_scale) * s) * Fmt<T>::kSmall);
+    exp_scaled_parts<false>(x, p, s);  // garbage below kExpScaledLo, flushed
+    const V g_s = vselect(x < flush_below, T(0) * alpha_scale, fmadd(p, alpha_scale, alpha_scale) * s);
+    return vselect(x > T(0), scale, g_s * Fmt<T>::kSmall);
   }
 };
 
@@ -481,9 +518,10 @@ struct Gelu {
     typedef typename Lane<V>::type T;
     const V u = capped_abs(x);
     const V a = u / (u + T(3));
-    const V w = exp_neg_half_sq_scaled(u, a * normal_tail_m6(fmadd(a, T(2), T(-1)))) *
-                Fmt<T>::kSmall;  // u Phi(-u)
-    return vselect(x < T(0), T(-0.0), x) - w;
+    // u Phi(-u), 0 where below the smallest normal
+    const V w = exp_neg_half_sq_scaled(u, a * normal_tail_m6(fmadd(a, T(2), T(-1))),
+                                       T(sizeof(T) == 4 ? 13.15 : 37.62)) * Fmt<T>::kSmall;
+    return vmax(x, T(-0.0)) - w;  // x < 0: -0 - w
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
@@ -509,7 +547,8 @@ struct Gelu {
                   6.994557155878852e-08, -5.421990792495426e-08, -3.999702190289415e-08,
                   -5.883771745321924e-10, 1.0222766354777545e-08, 2.5540218456032534e-09,
                   -1.4305798189242417e-09, -4.4242950581327344e-10, 8.146206325906188e-11);
-    const V w = exp_neg_half_sq_scaled(u, ((u0h - u) + u0l) * k) * Fmt<T>::kSmall;
+    const V w = exp_neg_half_sq_scaled(u, ((u0h - u) + u0l) * k, T(sizeof(T) == 4 ? 13.35 : 37.72)) *
+                Fmt<T>::kSmall;
     return vselect(x < T(0), w, T(1) - w);
   }
 };
@@ -523,34 +562,39 @@ struct Gelu {
 // of |2z|, is a relative error of e of |2z| ulps in the left tail (carrying 2z fully in
 // two parts would make the kernel 40% slower).
 struct GeluTanh {
-  static constexpr double kC1 = 1.5957691216057308, kC3 = 0.07135481627260025;
+  static constexpr double kC1 = 1.5957691216057308, kC1Lo = -9.96930880911092e-17;
+  static constexpr double kC3 = 0.07135481627260025;
   template <class T> FASTNN_HD static constexpr T cap() { return T(sizeof(T) == 4 ? 11.5 : 24); }
-  // e = exp(-|2z|) = (1 + p) scale 2^-S for nu = -u; g = (2z)' - 2 C3 u^2... = C1 + C3 u^2.
-  template <class V> FASTNN_VM static void exp_neg_two_z(const V& nu, V& h, V& p, V& scale) {
+  // e = exp(-|2z|) = (1 + p) scale 2^-S for nu = -u, h = u^2; scale = 0 where u > zero_above.
+  template <class V>
+  FASTNN_VM static void exp_neg_two_z(const V& nu, V& h, V& p, V& scale, typename Lane<V>::type zero_above) {
     typedef typename Lane<V>::type T;
+    const T c1 = T(kC1), c1l = T((kC1 - double(c1)) + kC1Lo);
     h = nu * nu;
-    const V g = fmadd(h, T(kC3), T(kC1));
+    const V g = fmadd(h, T(kC3), c1);
     const V zh = nu * g;
-    exp_scaled_parts(zh, fmadd(nu, g, zh * T(-1)), p, scale);
+    exp_scaled_parts(zh, fmadd(nu, c1l, fmadd(nu, g, zh * T(-1))), p, scale);
+    scale = vselect(nu < -zero_above, T(0), scale);
   }
   template <class V> FASTNN_VM V forward(const V& x) const {
     typedef typename Lane<V>::type T;
     const V nu = vmax(neg_abs(x), T(-cap<T>()));
     V h, p, scale;
-    exp_neg_two_z(nu, h, p, scale);
-    const V sk = scale * Fmt<T>::kSmall;
-    return vselect(x < T(0), fmadd(p, nu, nu) * sk, x) / (fmadd(p, sk, sk) + T(1));
+    exp_neg_two_z(nu, h, p, scale, T(sizeof(T) == 4 ? 10.11 : 21.18));  // f below the smallest normal
+    const V e_s = fmadd(p, scale, scale);
+    return vselect(x < T(0), (nu * e_s) * Fmt<T>::kSmall, x) / fmadd(e_s, Fmt<T>::kSmall, T(1));
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     const V nu = vmax(neg_abs(x), T(-cap<T>()));
     V h, p, scale;
-    exp_neg_two_z(nu, h, p, scale);
-    const V sk = scale * Fmt<T>::kSmall;
+    exp_neg_two_z(nu, h, p, scale, T(sizeof(T) == 4 ? 10.24 : 21.23));  // f' below the smallest normal
+    const V sk = unscale_floor(scale);
     const V e = fmadd(p, sk, sk), w = e + T(1);
     const V udz = vabs(nu) * fmadd(h, T(3 * kC3), T(kC1));  // u (2z)'
     const V n = w - udz;
-    const V away = vselect(x < T(0), fmadd(p, n, n) * sk, fmadd(udz, e, w)) / fmadd(e, e + T(2), T(1));
+    const V away = vselect(x < T(0), (fmadd(p, n, n) * scale) * Fmt<T>::kSmall, fmadd(udz, e, w)) /
+                   fmadd(e, e + T(2), T(1));
     if (sizeof(T) == 4)
       return near_root(x, away, 0.15, -0.7524614220710163, 3.635560509207687e-17,
                        0.4304001033306122, 0.38751843571662903, -0.015787217766046524,
@@ -612,19 +656,21 @@ struct Silu {
     const V nu = vmax(neg_abs(x), T(-cap<T>()));
     V p, scale;
     exp_scaled_parts(nu, p, scale);
-    const V sk = scale * Fmt<T>::kSmall;
-    return vselect(x < T(0), fmadd(p, nu, nu) * sk, x) / (fmadd(p, sk, sk) + T(1));
+    scale = vselect(nu < T(sizeof(T) == 4 ? -91.86 : -714.97), T(0), scale);  // f below the smallest normal
+    const V e_s = fmadd(p, scale, scale);
+    return vselect(x < T(0), (nu * e_s) * Fmt<T>::kSmall, x) / fmadd(e_s, Fmt<T>::kSmall, T(1));
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
     typedef typename Lane<V>::type T;
     const V nu = vmax(neg_abs(x), T(-cap<T>()));
     V p, scale;
     exp_scaled_parts(nu, p, scale);
-    const V sk = scale * Fmt<T>::kSmall;
+    scale = vselect(nu < T(sizeof(T) == 4 ? -91.86 : -714.98), T(0), scale);  // f' below the smallest normal
+    const V sk = unscale_floor(scale);
     const V e = fmadd(p, sk, sk);
     const V n = (nu + T(1)) + e;
-    const V away = vselect(x < T(0), fmadd(p, n, n) * sk, fmadd(nu, e * T(-1), e + T(1))) /
-                   fmadd(e, e + T(2), T(1));
+    const V away = vselect(x < T(0), (fmadd(p, n, n) * scale) * Fmt<T>::kSmall,
+                           fmadd(nu, e * T(-1), e + T(1))) / fmadd(e, e + T(2), T(1));
     if (sizeof(T) == 4)
       return near_root(x, away, 0.15, -1.2784645427610737, -1.0946994183093437e-16,
                        0.2178117036819458, 0.14664879441261292, 0.0188750009983778,
@@ -649,43 +695,58 @@ template <class T, bool kPow2 = false> struct Softplus {
     const T b = T(beta), ib = T(1 / double(b));
     return {b, ib, T(fma(-double(b), double(ib), 1.0) / double(b)), T(threshold)};
   }
-  // exp(-|x beta|) 2^S = (1 + p) scale, and x beta = bx + bxl.
-  template <class V> FASTNN_VM void exp_neg_abs(const V& x, V& bx, V& bxl, V& p, V& scale) const {
+  // x beta = bx + bxl; returns -|x beta| = -|bx| + lo. (bxl = 0 where bx is infinite:
+  // fmadd gives NaN there.)
+  template <class V> FASTNN_VM V neg_abs_bx(const V& x, V& bx, V& bxl, V& lo) const {
     bx = x * beta;
-    const V arg = clamp_scaled_exp_arg(neg_abs(bx));
-    if (kPow2) return exp_scaled_parts<false>(arg, p, scale);
-    // bxl = 0 where bx is infinite (fmadd gives NaN there)
+    if (kPow2) return neg_abs(bx);
     bxl = vselect(vabs(bx) < from_bits(Fmt<T>::kInf), fmadd(x, beta, bx * T(-1)), T(0));
-    exp_scaled_parts<false>(arg, vselect(bx < T(0), bxl, bxl * T(-1)), p, scale);
+    lo = vselect(bx < T(0), bxl, bxl * T(-1));
+    return neg_abs(bx);
   }
   template <class V> FASTNN_VM V over_beta(const V& y) const {
     return kPow2 ? y * inv_beta : fmadd(y, inv_beta, y * inv_beta_lo);
   }
+  // log1p(e) / e, e in [0, 1]: float32 fitted (9 terms, relative error 6e-8, no division).
+  template <class V> FASTNN_VM static V log1p_over(const V& e) {
+    return poly<T>(e, 0.9999999403953552, -0.4999932050704956, 0.33316364884376526,
+                   -0.24824300408363342, 0.19039759039878845, -0.1353188157081604,
+                   0.07675690948963165, -0.028639638796448708, 0.005023771431297064);
+  }
   template <class V> FASTNN_VM V forward(const V& x) const {
-    V bx, bxl, p, scale;
-    exp_neg_abs(x, bx, bxl, p, scale);
-    const V sk = scale * Fmt<T>::kSmall;
-    const V e = fmadd(p, sk, sk);
-    V soft;
-    if (sizeof(T) == 4) {
-      // log1p(e) = e L(e), L fitted on [0, 1] (9 terms, relative error 6e-8): no division
-      const V l = poly<T>(e, 0.9999999403953552, -0.4999932050704956, 0.33316364884376526,
-                          -0.24824300408363342, 0.19039759039878845, -0.1353188157081604,
-                          0.07675690948963165, -0.028639638796448708, 0.005023771431297064);
-      const V m = kPow2 ? l : over_beta(l);
-      const V neg = fmadd(p, m, m) * (kPow2 ? sk * inv_beta : sk);
-      soft = vselect(bx < T(0), neg, over_beta(kPow2 ? fmadd(e, l, bx) : bx + fmadd(e, l, bxl)));
+    V bx, bxl, lo;
+    const V a = neg_abs_bx(x, bx, bxl, lo);
+    V neg, pos;  // beta x < 0 and >= 0
+    if (kPow2 && sizeof(T) == 4) {
+      // beta >= 1: the result, at most e / beta, is no larger than e, so exp may flush
+      const V e = vexp_nonpos<false>(a);
+      const V l = log1p_over(e);
+      neg = (e * l) * inv_beta;
+      pos = fmadd(e, l, bx) * inv_beta;
     } else {
-      const V l1p = log1p_unit(e);
-      soft = over_beta(vselect(bx < T(0), l1p, kPow2 ? bx + l1p : bx + (bxl + l1p)));
+      V p, scale;
+      if (kPow2) exp_scaled_parts<false>(clamp_scaled_exp_arg(a), p, scale);
+      else exp_scaled_parts<false>(clamp_scaled_exp_arg(a), lo, p, scale);
+      const V sk = unscale_floor(scale);
+      const V e = fmadd(p, sk, sk);  // exp(-|beta x|), raised where tiny
+      if (sizeof(T) == 4) {
+        const V l = log1p_over(e);
+        const V m = over_beta(l);
+        neg = unscale_pos(fmadd(p, m, m) * scale);
+        pos = over_beta(bx + fmadd(e, l, bxl));
+      } else {
+        const V l1p = log1p_unit(e);  // = e where e < 2^-54
+        const T ib = kPow2 ? inv_beta : T(inv_beta + inv_beta_lo);
+        neg = vselect(e < T(0x1p-54), unscale_pos(fmadd(p, ib, ib) * scale), over_beta(l1p));
+        pos = over_beta(kPow2 ? bx + l1p : bx + (bxl + l1p));
+      }
     }
-    return vselect(bx > threshold, x, soft);
+    return vselect(bx > threshold, x, vselect(bx < T(0), neg, pos));
   }
   template <class V> FASTNN_VM V grad(const V& x) const {
-    V bx, bxl, p, scale;
-    exp_neg_abs(x, bx, bxl, p, scale);
-    const V sk = scale * Fmt<T>::kSmall;
-    const V e = fmadd(p, sk, sk);
+    V bx, bxl, lo;
+    const V a = neg_abs_bx(x, bx, bxl, lo);
+    const V e = kPow2 ? vexp_nonpos<false>(a) : vexp_nonpos<false>(a, lo);  // sigma(beta x) <= e
     return vselect(bx > threshold, T(1), vselect(bx < T(0), e, T(1)) / (e + T(1)));
   }
 };
