@@ -175,7 +175,7 @@ template <class T> inline Bits16<T> operator>>(const Bits16<T>& a, int s) {
 // max(b, a) is exactly that, one instruction instead of a compare and a blend.
 template <class R, class T>
 inline R max_register(T b, R a) {
-  const R bv = R{} + b;
+  const R bv = b - R{};  // b - 0 keeps a -0 (0 + -0 would not)
 #if defined(FASTNN_ISA_AVX512)  // the masked form: GCC 12 warns on the plain one's undefined source
   if constexpr (sizeof(T) == 4) return R(_mm512_mask_max_ps(__m512(bv), 0xffff, __m512(bv), __m512(a)));
   else return R(_mm512_mask_max_pd(__m512d(bv), 0xff, __m512d(bv), __m512d(a)));
@@ -191,7 +191,7 @@ inline R max_register(T b, R a) {
 }
 template <class R, class T>
 inline R min_register(T b, R a) {
-  const R bv = R{} + b;
+  const R bv = b - R{};  // b - 0 keeps a -0 (0 + -0 would not)
 #if defined(FASTNN_ISA_AVX512)
   if constexpr (sizeof(T) == 4) return R(_mm512_mask_min_ps(__m512(bv), 0xffff, __m512(bv), __m512(a)));
   else return R(_mm512_mask_min_pd(__m512d(bv), 0xff, __m512d(bv), __m512d(a)));
@@ -218,8 +218,8 @@ inline Vec16<T> zeros16() {
 }
 
 template <class T>
-inline Vec16<T> broadcast16(T s) {
-  return lanewise<T>([s](int) { return typename Vec16<T>::Register{} + s; });
+inline Vec16<T> broadcast16(T s) {  // s - 0, not 0 + s, so that -0 stays -0
+  return lanewise<T>([s](int) { return s - typename Vec16<T>::Register{}; });
 }
 
 // One memcpy per register: GCC turns each into a single unaligned vector move.
