@@ -60,8 +60,13 @@ def make_case(shape, axis, dtype, seed=0):
 
 
 def relu_np(z):
-    """The ReLU the fused kernel applies: +0 for z <= 0, NaN stays NaN."""
-    return np.where(z <= 0, z.dtype.type(0), z)
+    """The ReLU the fused kernel applies (that of F.relu): +0 for z < 0, z itself
+    otherwise (-0 stays -0, NaN stays NaN)."""
+    return np.where(z < 0, z.dtype.type(0), z)
+
+
+def same_bits(a, b):
+    return np.array_equal(a, b, equal_nan=True) and np.array_equal(np.signbit(a), np.signbit(b))
 
 
 def raises_naming(exc_type, name, fn, *args, **kwargs):
@@ -88,7 +93,7 @@ def test_fused_equals_unfused_bitwise(dtype, layout, affine, training):
     fused = F.batch_norm_forward(x, w, b, rm2, rv2, training=training, channel_axis=axis,
                                  activation="relu")
     y = relu_np(plain.y)
-    assert np.array_equal(fused.y, y) and not np.signbit(fused.y).any()
+    assert same_bits(fused.y, y) and same_bits(F.relu(plain.y), y)
     assert (fused.y == 0).any() and (fused.y > 0).any()
     assert np.array_equal(fused.mean, plain.mean) and np.array_equal(fused.invstd, plain.invstd)
     assert np.array_equal(rm1, rm2) and np.array_equal(rv1, rv2)
@@ -100,6 +105,26 @@ def test_fused_equals_unfused_bitwise(dtype, layout, affine, training):
                                 channel_axis=axis, activation="relu", y=fused.y)
     for name, a, e in zip(("dx", "dweight", "dbias"), got, ref):
         assert np.array_equal(a, e), f"{name} differs from the unfused composition"
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_signed_zero_as_relu(dtype, training, simd_levels, simd_level):
+    """A -0 pre-activation stays -0, as F.relu keeps it: a constant channel normalizes
+    to +0, a negative weight makes it -0 and a bias of -0.0 keeps it."""
+    x = np.full((6, 3, 5), 2.5, dtype)
+    x[:, 1] = np.arange(30, dtype=dtype).reshape(6, 5) - 14.5  # a channel that is not constant
+    w = np.array([-1.5, 1.0, 2.0], dtype)
+    b = np.array([-0.0, -0.0, 0.0], dtype)
+    rm, rv = np.full(3, 2.5, dtype), np.ones(3, dtype)
+    for level in simd_levels:
+        with simd_level(level):
+            plain = F.batch_norm_forward(x, w, b, rm.copy(), rv.copy(), training=training)
+            fused = F.batch_norm_forward(x, w, b, rm.copy(), rv.copy(), training=training,
+                                         activation="relu")
+        assert np.all(np.signbit(fused.y[:, 0])) and np.all(fused.y[:, 0] == 0), level
+        assert not np.any(np.signbit(fused.y[:, 2])) and np.all(fused.y[:, 2] == 0), level
+        assert same_bits(fused.y, F.relu(plain.y)), level
 
 
 # =========================================================================== float64 reference

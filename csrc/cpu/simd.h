@@ -179,14 +179,57 @@ template <class T> inline Bits16<T> operator>>(const Bits16<T>& a, int s) {
   return o;
 }
 
+// vmax(a, b) = a < b ? b : a and vmin(a, b) = a > b ? b : a, lane by lane, as
+// fastnn/activation_math.h defines them for any value type (a NaN in a stays NaN), by the
+// level's max / min instruction: it returns its second operand when either is NaN, so
+// max(b, a) is exactly that, one instruction instead of a compare and a blend.
+template <class R, class T>
+inline R max_register(T b, R a) {
+  const R bv = b - R{};  // b - 0 keeps a -0 (0 + -0 would not)
+#if defined(FASTNN_ISA_AVX512)  // the masked form: GCC 12 warns on the plain one's undefined source
+  if constexpr (sizeof(T) == 4) return R(_mm512_mask_max_ps(__m512(bv), 0xffff, __m512(bv), __m512(a)));
+  else return R(_mm512_mask_max_pd(__m512d(bv), 0xff, __m512d(bv), __m512d(a)));
+#elif defined(FASTNN_ISA_AVX2)
+  if constexpr (sizeof(T) == 4) return R(_mm256_max_ps(__m256(bv), __m256(a)));
+  else return R(_mm256_max_pd(__m256d(bv), __m256d(a)));
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) return R(_mm_max_ps(__m128(bv), __m128(a)));
+  else return R(_mm_max_pd(__m128d(bv), __m128d(a)));
+#else
+  return a < bv ? bv : a;
+#endif
+}
+template <class R, class T>
+inline R min_register(T b, R a) {
+  const R bv = b - R{};  // b - 0 keeps a -0 (0 + -0 would not)
+#if defined(FASTNN_ISA_AVX512)
+  if constexpr (sizeof(T) == 4) return R(_mm512_mask_min_ps(__m512(bv), 0xffff, __m512(bv), __m512(a)));
+  else return R(_mm512_mask_min_pd(__m512d(bv), 0xff, __m512d(bv), __m512d(a)));
+#elif defined(FASTNN_ISA_AVX2)
+  if constexpr (sizeof(T) == 4) return R(_mm256_min_ps(__m256(bv), __m256(a)));
+  else return R(_mm256_min_pd(__m256d(bv), __m256d(a)));
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) return R(_mm_min_ps(__m128(bv), __m128(a)));
+  else return R(_mm_min_pd(__m128d(bv), __m128d(a)));
+#else
+  return a > bv ? bv : a;
+#endif
+}
+template <class T> inline Vec16<T> vmax(const Vec16<T>& a, T b) {
+  return lanewise<T>([&](int k) { return max_register(b, a.r[k]); });
+}
+template <class T> inline Vec16<T> vmin(const Vec16<T>& a, T b) {
+  return lanewise<T>([&](int k) { return min_register(b, a.r[k]); });
+}
+
 template <class T>
 inline Vec16<T> zeros16() {
   return lanewise<T>([](int) { return typename Vec16<T>::Register{}; });
 }
 
 template <class T>
-inline Vec16<T> broadcast16(T s) {
-  return lanewise<T>([s](int) { return typename Vec16<T>::Register{} + s; });
+inline Vec16<T> broadcast16(T s) {  // s - 0, not 0 + s, so that -0 stays -0
+  return lanewise<T>([s](int) { return s - typename Vec16<T>::Register{}; });
 }
 
 // One memcpy per register: GCC turns each into a single unaligned vector move.

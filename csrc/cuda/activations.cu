@@ -71,16 +71,20 @@ template <class Act> struct Backward {  // dy * f'(x), as the CPU computes it
 // body(functor) with the functor of op and its parameters (the CPU builds the same ones).
 template <class T, class Body>
 void with_activation(Activation op, ActivationParams p, const Body& body) {
+  int exponent;
   switch (op) {
     case Activation::relu: return body(Relu{});
     case Activation::leaky_relu: return body(LeakyRelu<T>{T(p.a)});
-    case Activation::elu: return body(Elu<T>{T(p.a), T(p.b), T(p.a * p.b)});
+    case Activation::elu: return body(Elu<T>::make(p.a, p.b));
     case Activation::gelu: return body(Gelu{});
     case Activation::gelu_tanh: return body(GeluTanh{});
     case Activation::sigmoid: return body(Sigmoid{});
     case Activation::tanh: return body(Tanh{});
     case Activation::silu: return body(Silu{});
-    case Activation::softplus: return body(Softplus<T>{T(p.a), T(1.0 / p.a), T(p.b)});
+    case Activation::softplus:  // beta a power of 2, >= 1: exact products, fewer operations
+      if (frexp(p.a, &exponent) == 0.5 && exponent >= 1 && exponent < 100)
+        return body(Softplus<T, true>::make(p.a, p.b));
+      return body(Softplus<T>::make(p.a, p.b));
     case Activation::count: break;
   }
 }

@@ -87,8 +87,8 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training=T
     computed as ((x - mean) * s + bias) from the float64 mean, so |mean| >> std
     loses nothing.
 
-    activation='relu' fuses a ReLU into the same pass: y = max(that, 0) (+0 for
-    values <= 0, NaN stays NaN), bitwise what the two steps give. mean and invstd are
+    activation='relu' fuses a ReLU into the same pass: y = relu(that) (+0 for values
+    < 0, -0 and NaN kept), bitwise what the two steps give. mean and invstd are
     the batch norm's as before; keep y for batch_norm_backward(..., activation='relu').
 
     num_batches_tracked: None, or the count of batches the running statistics have

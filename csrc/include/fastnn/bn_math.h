@@ -117,13 +117,13 @@ FASTNN_HD BackwardParams<T> backward_train_params(const BackwardSums& s, double 
 }
 
 // activation='relu' (fused batch norm + ReLU). V is T or a native vector register of
-// T. The forward writes y = bn_relu(z): +0 for z <= 0 (-0 included), NaN stays NaN.
-// The backward takes that y and passes dy where y > 0, so its mask is exactly the
-// forward's (y > 0 iff z > 0; a NaN z gives a NaN y and a 0 gradient, as torch's
-// threshold_backward does).
+// T. The forward writes y = bn_relu(z), bitwise the relu activation's result: +0 for
+// z < 0, z itself otherwise (-0 stays -0, NaN stays NaN). The backward takes that y and
+// passes dy where y > 0, so its mask is exactly the forward's (y > 0 iff z > 0; a NaN z
+// gives a NaN y and a 0 gradient, as torch's threshold_backward does).
 template <class V>
 FASTNN_HD V bn_relu(V z) {
-  return z <= 0 ? V{} : z;
+  return z < 0 ? V{} : z;
 }
 
 template <class V>
