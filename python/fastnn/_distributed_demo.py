@@ -18,30 +18,18 @@ EPOCHS, BATCH, LR = 20, 64, 1e-3
 
 
 def digits_problem():
-    """scikit-learn's handwritten digits (1,797 8x8 images), 20% held out, standardized
-    with the training split's statistics, and a function making the demo's MLP:
+    """The demo's data and MLP (see ``fastnn demo``): scikit-learn's handwritten digits,
+    split and standardized as the demo does, and a function making the demo's MLP:
     (x_train, y_train, x_test, y_test, make_model, description)."""
+    from .demo import MISSING_EXAMPLES, build_mlp, load_digits_data
+
     try:
-        from sklearn.datasets import load_digits
+        data = load_digits_data()
     except ImportError:
-        raise SystemExit("fastnn demo --distributed trains on scikit-learn's digits: "
-                         "pip install scikit-learn") from None
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order].astype(np.float32), y[order].astype(np.int64)
-    n_test = len(x) // 5
-    x_train, y_train, x_test, y_test = x[n_test:], y[n_test:], x[:n_test], y[:n_test]
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-    std[std == 0] = 1  # the always-blank corner pixels
-    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-
-    def make_model():
-        return nn.Sequential(nn.Linear(64, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.1),
-                             nn.Linear(256, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.1),
-                             nn.Linear(256, 10))
-
-    return (x_train, y_train, x_test, y_test, make_model,
-            "the digits MLP (64-256-256-10; Linear-BatchNorm-ReLU-Dropout(0.1) blocks) on "
+        raise SystemExit(MISSING_EXAMPLES) from None
+    x_train, y_train, x_test, y_test = (data[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    return (x_train, y_train, x_test, y_test, build_mlp,
+            "the demo's digits MLP (64-256-128-10; Linear-BatchNorm-ReLU-Dropout blocks) on "
             f"scikit-learn's digits, {len(x_train)} training and {len(x_test)} test images")
 
 
