@@ -61,7 +61,7 @@ def test_small_tensor_optimizer_case_reports_overhead():
     assert sorted(sizes)[500] < 256 < max(sizes)  # mostly small vectors, a few big matrices
     case = registry.select(CASES, ["adamw step small1000*"])[0]
     assert case.n == 1 << 18
-    assert case.extra_keys == ("fastnn_skip", "torch_foreach")
+    assert case.extra_keys == ("fastnn_one", "fastnn_skip", "torch_foreach")
     assert case.build().overhead
 
 

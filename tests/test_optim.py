@@ -762,7 +762,9 @@ def _data_float16(p, opt):
 
 
 def _requires_grad_not_a_bool(p, opt):
-    p.requires_grad = "yes"
+    with pytest.raises(TypeError, match="requires_grad must be a bool"):
+        p.requires_grad = "yes"  # the setter refuses it; the step checks what the slot holds
+    p._requires_grad = "yes"
 
 
 def _bad_step_count(p, opt):

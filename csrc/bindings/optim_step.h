@@ -109,7 +109,7 @@ struct Call {
   std::vector<unsigned char> has_state;
 };
 
-// Where fastnn.nn.Parameter keeps _data, _grad and requires_grad (its __slots__), so that
+// Where fastnn.nn.Parameter keeps _data, _grad and _requires_grad (its __slots__), so that
 // an exact Parameter's attributes are read without an attribute lookup; -1 if a name is
 // not a plain object slot (then, and for subclasses, the attribute is looked up).
 struct ParameterSlots {
@@ -130,7 +130,7 @@ inline const ParameterSlots& parameter_slots() {
     };
     s.data = offset("_data");
     s.grad = offset("_grad");
-    s.requires_grad = offset("requires_grad");
+    s.requires_grad = offset("_requires_grad");
     cls.inc_ref();  // kept for the process's life: s.type points into it
     return s;
   }();
