@@ -332,3 +332,18 @@ def test_signed_zeros_vs_torch(torch, dtype):
             t = torch.from_numpy(x[:2].copy()).requires_grad_()
             top(t).backward(torch.full((2,), dy0, dtype=t.dtype))
             assert _sign_eq(bwd(np.full(2, dy0, dtype), x[:2], *params), t.grad.numpy()), (name, dy0)
+
+
+@pytest.mark.parametrize("dtype,alpha", [(np.float32, a) for a in (1e-30, 0.5, 3.0, 1e30, -1e30)]
+                         + [(np.float64, a) for a in (1e-300, 0.5, 3.0, 1e300, -1e300)])
+def test_elu_gradient_with_extreme_alpha_stays_finite(dtype, alpha):
+    """f'(x) = alpha exp(x) below 0: a huge alpha must not overflow inside the kernel
+    (the exp comes scaled by a power of 2), a tiny one must not underflow early."""
+    x = np.array([-0.0, -1e-3, -1.0, -20.0, -60.0], dtype)
+    dy = np.ones_like(x)
+    want = np.float64(dtype(alpha)) * np.exp(x.astype(np.float64))
+    tiny = np.finfo(dtype).tiny
+    want[np.abs(want) < tiny] = 0  # below the smallest normal: flushed
+    got = F.elu_backward(dy, x, alpha=alpha)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=8 * np.finfo(dtype).eps, atol=tiny)

@@ -480,16 +480,21 @@ constexpr double kSeluScale = 1.0507009873554804934193349852946;
 // for x <= 0. x >= 0 takes x itself, so f(-0) = -0 whatever the sign of alpha. The exp
 // branch is computed for every lane (its value is discarded for x > 0, so x is not
 // capped at 0 first). f' is flushed to zero (of alpha's sign) below flush_below, where
-// |alpha_scale| exp(x) is under the smallest normal.
+// |alpha_scale| exp(x) is under the smallest normal. exp(x) comes scaled by 2^kScaleBits:
+// f' multiplies it by alpha_scale scaled back first when |alpha_scale| >= 1 (so that a
+// huge alpha does not overflow), by kSmall at the end otherwise (so that a tiny one does
+// not underflow); either way no intermediate is denormal.
 template <class T> struct Elu {
-  T alpha, scale, alpha_scale, flush_below;
+  T alpha, scale, alpha_scale, flush_below, grad_factor, grad_post;
   FASTNN_HD static Elu make(double alpha, double scale) {
     const double as = double(T(alpha * scale));
     const double tiny = sizeof(T) == 4 ? 0x1p-126 : 0x1p-1022;
     // a little below log(tiny / |as|): what is flushed is below the smallest normal
     // (not below exp_scaled's range: an alpha_scale over 1e19 flushes from there)
     const double below = as == 0 ? 0 : fmax(log(tiny / fabs(as)) - 0.01, double(Fmt<T>::kExpScaledLo));
-    return {T(alpha), T(scale), T(as), T(below)};
+    const bool big = fabs(as) >= 1;
+    return {T(alpha), T(scale), T(as), T(below), big ? T(as * double(Fmt<T>::kSmall)) : T(as),
+            big ? T(1) : Fmt<T>::kSmall};
   }
   template <class V> FASTNN_VM V forward(const V& x) const {
     return vselect(x >= T(0), x * scale, vexpm1_nonpos<true>(x) * alpha_scale);
@@ -497,8 +502,8 @@ template <class T> struct Elu {
   template <class V> FASTNN_VM V grad(const V& x) const {
     V p, s;
     exp_scaled_parts<false>(x, p, s);  // garbage below kExpScaledLo (and above 0), not selected
-    const V g_s = vselect(x < flush_below, T(0) * alpha_scale, fmadd(p, alpha_scale, alpha_scale) * s);
-    return vselect(x > T(0), scale, g_s * Fmt<T>::kSmall);
+    const V g_s = vselect(x < flush_below, T(0) * alpha_scale, fmadd(p, grad_factor, grad_factor) * s);
+    return vselect(x > T(0), scale, g_s * grad_post);
   }
 };
 
