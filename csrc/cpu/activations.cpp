@@ -26,27 +26,6 @@ namespace {
 
 constexpr int64_t kChunk = int64_t(1) << 15;  // values per task
 
-// Calls body(functor) with the functor for op and its parameters.
-template <class T, class Body>
-void with_activation(Activation op, ActivationParams p, const Body& body) {
-  int exponent;
-  switch (op) {
-    case Activation::relu: return body(Relu{});
-    case Activation::leaky_relu: return body(LeakyRelu<T>{T(p.a)});
-    case Activation::elu: return body(Elu<T>::make(p.a, p.b));
-    case Activation::gelu: return body(Gelu{});
-    case Activation::gelu_tanh: return body(GeluTanh{});
-    case Activation::sigmoid: return body(Sigmoid{});
-    case Activation::tanh: return body(Tanh{});
-    case Activation::silu: return body(Silu{});
-    case Activation::softplus:  // beta a power of 2, >= 1: exact products, fewer operations
-      if (frexp(p.a, &exponent) == 0.5 && exponent >= 1 && exponent < 100)
-        return body(Softplus<T, true>::make(p.a, p.b));
-      return body(Softplus<T>::make(p.a, p.b));
-    case Activation::count: break;
-  }
-}
-
 template <class T>
 void forward(Activation op, const T* x, T* y, int64_t n, ActivationParams p, int threads) {
   const bool stream = streaming_pays(2 * n * int64_t(sizeof(T)));

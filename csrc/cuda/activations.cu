@@ -68,27 +68,6 @@ template <class Act> struct Backward {  // dy * f'(x), as the CPU computes it
   template <class T> __device__ __forceinline__ T operator()(T dy, T x) const { return dy * act.grad(x); }
 };
 
-// body(functor) with the functor of op and its parameters (the CPU builds the same ones).
-template <class T, class Body>
-void with_activation(Activation op, ActivationParams p, const Body& body) {
-  int exponent;
-  switch (op) {
-    case Activation::relu: return body(Relu{});
-    case Activation::leaky_relu: return body(LeakyRelu<T>{T(p.a)});
-    case Activation::elu: return body(Elu<T>::make(p.a, p.b));
-    case Activation::gelu: return body(Gelu{});
-    case Activation::gelu_tanh: return body(GeluTanh{});
-    case Activation::sigmoid: return body(Sigmoid{});
-    case Activation::tanh: return body(Tanh{});
-    case Activation::silu: return body(Silu{});
-    case Activation::softplus:  // beta a power of 2, >= 1: exact products, fewer operations
-      if (frexp(p.a, &exponent) == 0.5 && exponent >= 1 && exponent < 100)
-        return body(Softplus<T, true>::make(p.a, p.b));
-      return body(Softplus<T>::make(p.a, p.b));
-    case Activation::count: break;
-  }
-}
-
 struct Exp { template <class T> __device__ T operator()(T x) const { return vexp(x); } };
 struct Expm1 { template <class T> __device__ T operator()(T x) const { return vexpm1(x); } };
 struct Log1p { template <class T> __device__ T operator()(T x) const { return vlog1p(x); } };

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "fastnn/config.h"
+#include "ops/activations.h"  // Activation, ActivationParams
 
 // Forced inline on the CPU: a Vec16 returned from a call that isn't inlined goes
 // through memory, which costs more than the math.
@@ -753,5 +754,27 @@ template <class T, bool kPow2 = false> struct Softplus {
     return vselect(bx > threshold, T(1), vselect(bx < T(0), e, T(1)) / (e + T(1)));
   }
 };
+
+// body(functor) with the functor of an activation and its parameters: the one place
+// both backends build them (the CPU loops and the CUDA kernels take the same functors).
+template <class T, class Body>
+void with_activation(Activation op, ActivationParams p, const Body& body) {
+  int exponent;
+  switch (op) {
+    case Activation::relu: return body(Relu{});
+    case Activation::leaky_relu: return body(LeakyRelu<T>{T(p.a)});
+    case Activation::elu: return body(Elu<T>::make(p.a, p.b));
+    case Activation::gelu: return body(Gelu{});
+    case Activation::gelu_tanh: return body(GeluTanh{});
+    case Activation::sigmoid: return body(Sigmoid{});
+    case Activation::tanh: return body(Tanh{});
+    case Activation::silu: return body(Silu{});
+    case Activation::softplus:  // beta a power of 2, >= 1: exact products, fewer operations
+      if (frexp(p.a, &exponent) == 0.5 && exponent >= 1 && exponent < 100)
+        return body(Softplus<T, true>::make(p.a, p.b));
+      return body(Softplus<T>::make(p.a, p.b));
+    case Activation::count: break;
+  }
+}
 
 FASTNN_NAMESPACE_END
