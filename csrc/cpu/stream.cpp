@@ -102,6 +102,17 @@ void pass_span(const float* const* reads, int64_t r, float* const* writes, int64
 // as the kernels do, when they share an alignment).
 void stream_pass(const float* const* reads, int64_t r, float* const* writes, int64_t w,
                  float* const* inplace, int64_t k, int64_t n, int threads) {
+  if (k == 0 && w == 1 && r >= 1 && r <= 3) {
+    // y = f(a, ...), the elementwise kernels' pattern: their own loop (map_chunks, the
+    // same vector interleaving of the arrays and the same stores) with the least math.
+    float* y = writes[0];
+    const bool streamed = streaming_pays(4 * n * (r + 1));
+    if (r == 1) return map_chunks(y, n, kStreamChunk, streamed, threads, kSame, reads[0]);
+    if (r == 2) return map_chunks(y, n, kStreamChunk, streamed, threads, kAdd, reads[0], reads[1]);
+    return map_chunks(y, n, kStreamChunk, streamed, threads,
+                      [](const auto& a, const auto& b, const auto& c) { return a + b + c; }, reads[0], reads[1],
+                      reads[2]);
+  }
   const bool stream = streaming_pays(4 * n * (r + w + 2 * k)) && same_alignment(writes, w);
   parallel_for(chunk_count(n, kStreamChunk), threads, [&](int64_t t) {
     const int64_t o = t * kStreamChunk, end = o + chunk_length(t, n, kStreamChunk);

@@ -32,6 +32,11 @@ FLAG_MARK = "!"
 # the ratios' and the checks' basis: every round, whatever the budget
 UNCAPPED = ("fastnn", "fastnn_out", "floor", "copy")
 NOISE = 0.05  # how far a check's paired rounds must all lie to flag a floor
+# After a PyTorch call its OpenMP workers keep spinning on the cores for milliseconds,
+# and whatever runs next (the floor, fastnn) loses a core to them: a 64M floor pass
+# measured 15.6 ms alone, 20.8 ms right after a torch op and 16.6 ms 10 ms later.
+# Each torch call is followed by this pause, outside its timing.
+TORCH_SETTLE_S = 0.02
 
 
 def import_torch():
@@ -45,8 +50,9 @@ def import_torch():
 def time_case(impls, rounds, budget_s):
     """{implementation: seconds of each timed call}."""
     times = {k: [] for k in impls}
-    for f in impls.values():
+    for k, f in impls.items():
         f()  # warm-up: first-touch page faults, caches, torch's dispatch
+        _settle(k)
     for r in range(rounds):
         for k, f in impls.items():
             if r and k not in UNCAPPED and sum(times[k]) >= budget_s:
@@ -54,7 +60,13 @@ def time_case(impls, rounds, budget_s):
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
+            _settle(k)
     return times
+
+
+def _settle(key):
+    if key.startswith("torch"):
+        time.sleep(TORCH_SETTLE_S)
 
 
 class Copy:
