@@ -9,6 +9,7 @@ Rank 0 prints both runs' test accuracy and samples/s.
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import fastnn
 import fastnn.distributed as dist
@@ -87,13 +88,18 @@ def main(epochs=EPOCHS, problem=digits_problem):
     if world == 1:
         print("  (one process: start it as `mpiexec -n 2 fastnn demo --distributed` to train on 2)")
     else:
-        fastnn.set_num_threads(max(1, threads // min(world, _ranks_on_this_node(group))))
+        # the cores shared out between the ranks on this machine, for fastnn and for
+        # NumPy's BLAS: BLAS threads of two ranks spinning on the same cores made a
+        # step 30 times slower
+        per_rank = max(1, threads // min(world, _ranks_on_this_node(group)))
+        fastnn.set_num_threads(per_rank)
         fastnn.random.seed(0)  # the same initial weights (rank 0's are broadcast anyway)
         # SyncBatchNorm keeps the running statistics equal: no buffer broadcast each step
         model = dist.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(make_model()),
                                              broadcast_buffers=False)
         sampler = dist.DistributedSampler(len(x_train), seed=0)
-        samples, seconds = train(model, x_train, y_train, sampler, BATCH // world, epochs)
+        with threadpool_limits(per_rank, user_api="blas"):
+            samples, seconds = train(model, x_train, y_train, sampler, BATCH // world, epochs)
         total = np.array([samples], np.int64)
         dist.all_reduce(total)
         seconds = float(dist.all_gather(np.array([seconds]))[:, 0].max())  # the slowest rank's
@@ -101,7 +107,7 @@ def main(epochs=EPOCHS, problem=digits_problem):
             results[world] = (accuracy(model.module, x_test, y_test), int(total[0]) / seconds)
             print(f"  {world} ranks: test accuracy {results[world][0]:.1%}, {results[world][1]:7.0f} "
                   f"samples/s ({seconds:.2f} s), {results[world][1] / results[1][1]:.2f}x one rank's "
-                  f"({fastnn.get_num_threads()} fastnn threads per rank)", flush=True)
+                  f"({per_rank} fastnn and BLAS threads per rank)", flush=True)
         fastnn.set_num_threads(threads)
     dist.barrier()
     dist.destroy_process_group()
