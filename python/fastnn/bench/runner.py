@@ -34,9 +34,11 @@ UNCAPPED = ("fastnn", "fastnn_out", "floor", "copy")
 NOISE = 0.05  # how far a check's paired rounds must all lie to flag a floor
 # After a PyTorch call its OpenMP workers keep spinning on the cores for milliseconds,
 # and whatever runs next (the floor, fastnn) loses a core to them: a 64M floor pass
-# measured 15.6 ms alone, 20.8 ms right after a torch op and 16.6 ms 10 ms later.
-# Each torch call is followed by this pause, outside its timing.
-TORCH_SETTLE_S = 0.02
+# measured 16.8 ms alone, 21.2 ms right after a torch op and 17.7 ms after a 5 ms
+# wait. Each torch call is followed by such a wait, outside its timing; a busy one,
+# because on a VM a core left idle comes back slow (a 20 ms sleep made the next 1M
+# floor several times slower).
+TORCH_SETTLE_S = 0.005
 
 
 def import_torch():
@@ -66,7 +68,9 @@ def time_case(impls, rounds, budget_s):
 
 def _settle(key):
     if key.startswith("torch"):
-        time.sleep(TORCH_SETTLE_S)
+        end = time.perf_counter() + TORCH_SETTLE_S
+        while time.perf_counter() < end:
+            pass
 
 
 class Copy:
