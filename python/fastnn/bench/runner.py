@@ -283,10 +283,10 @@ def table(rows, m, rounds, budget_s):
     lines += ["", f"Median of {rounds} round-robin rounds after a warm-up call"
               + (f"; {SLOW_MARK} fewer rounds: the implementation used up its {budget_s:g} s budget "
                  f"({slow} cells)" if slow else "") + "."]
-    looped = sorted({r["iterations_per_call"] for r in rows if r["iterations_per_call"] > 1})
+    looped = [f"{r['op']} {r['iterations_per_call']}" for r in rows if r["iterations_per_call"] > 1]
     if looped:
-        lines.append(f"Loop cases (layout loop) time {', '.join(map(str, looped))} iterations a call "
-                     "and show one; their floor is the matmuls alone plus the kernel's traffic.")
+        lines.append(f"Cases that run several iterations a call show the time of one ({', '.join(looped)}); "
+                     "a loop case's floor is the matmuls alone plus the kernel's traffic.")
     beats = [r for r in rows if "beats_floor" in r["flags"]]
     slow_floors = [r for r in rows if "floor_slower_than_copy" in r["flags"]]
     lines.append(f"Floor checks: {FLAG_MARK} in / floor marks a kernel (its default or out= call) "
