@@ -12,24 +12,13 @@ import numpy as np
 import pytest
 
 import fastnn
+from _gpu import require_cuda
 from fastnn import nn, optim
 
 F = fastnn.F
 
-cp = pytest.importorskip("cupy")  # the whole module needs CuPy
-
 pytestmark = pytest.mark.cuda
-
-
-def _device_count():
-    try:
-        return fastnn._backend.cuda_module().device_count()
-    except RuntimeError:
-        return 0
-
-
-if _device_count() == 0:
-    pytest.skip("no CUDA device (or fastnn built without its CUDA module)", allow_module_level=True)
+cp = require_cuda()  # the whole module needs CuPy and a GPU
 
 FLOATS = [np.float32, np.float64]
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}

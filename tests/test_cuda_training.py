@@ -8,25 +8,14 @@ import numpy as np
 import pytest
 
 import fastnn
+from _gpu import require_cuda
 from fastnn import nn, optim
 from fastnn.data import (PCA, ZCA, ColorJitter, DataLoader, GaussianNoise, RandomCrop, RandomHorizontalFlip,
                          Standardizer)
 from fastnn.train import EarlyStopping, check_initial_loss, fit, mc_predict, predict
 
-cp = pytest.importorskip("cupy")
-
 pytestmark = pytest.mark.cuda
-
-
-def _device_count():
-    try:
-        return fastnn._backend.cuda_module().device_count()
-    except RuntimeError:
-        return 0
-
-
-if _device_count() == 0:
-    pytest.skip("no CUDA device (or fastnn built without its CUDA module)", allow_module_level=True)
+cp = require_cuda()  # the whole module needs CuPy and a GPU
 
 
 def correlated(n=400, d=6, seed=0):
