@@ -237,17 +237,7 @@ def _ddp_impls(comm, MPI, tdist, torch, layout, rank):
         reference._adamw = averaged_adamw
     impls = {"fastnn": fastnn_step, "numpy": functools.partial(reference.step, x, y)}
     if theirs is not None:
-        t_opt = torch.optim.AdamW(theirs.parameters(), **adamw)
-        t_loss, tx, ty = torch.nn.CrossEntropyLoss(), torch.from_numpy(x), torch.from_numpy(y)
-
-        def torch_step():
-            t_opt.zero_grad()
-            loss = t_loss(theirs(tx), ty)
-            loss.backward()
-            t_opt.step()
-            return float(loss.detach())
-
-        impls["torch"] = torch_step
+        impls["torch"] = training.torch_step(torch, theirs, x, y)
     results = {k: float(fn()) for k, fn in impls.items()}  # a first step: a fresh model's loss
     return impls, results
 

@@ -219,17 +219,7 @@ def build(model, torch, dropout=DROPOUT):
     impls["fastnn"] = fastnn_step
     impls["numpy"] = functools.partial(NumpyModel(model, state, dropout).step, x, y)
     if torch is not None:
-        t_opt = torch.optim.AdamW(theirs.parameters(), lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
-        t_loss, tx, ty = torch.nn.CrossEntropyLoss(), torch.from_numpy(x), torch.from_numpy(y)
-
-        def torch_step():
-            t_opt.zero_grad()
-            loss = t_loss(theirs(tx), ty)
-            loss.backward()
-            t_opt.step()
-            return loss.detach().numpy()
-
-        impls["torch"] = torch_step
+        impls["torch"] = torch_step(torch, theirs, x, y)
     total = sum(p.numel() for p in ours.parameters())
     floor = Floor(stream([np.ones(total, np.float32)], inplace=[np.ones(total, np.float32) for _ in range(3)]))
     impls["floor"] = floor
@@ -239,6 +229,22 @@ def build(model, torch, dropout=DROPOUT):
             (loss,) = outputs
             assert np.isfinite(loss) and abs(float(loss) - math.log(10)) < 0.5, float(loss)
     return Built(impls, floor, random_check=check)
+
+
+def torch_step(torch, model, x, y):
+    """One forward, backward and AdamW step of a torch.nn model on (x, y), as a
+    function returning the step's loss (a float)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+    loss_fn, tx, ty = torch.nn.CrossEntropyLoss(), torch.from_numpy(x), torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(tx), ty)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step
 
 
 def _steps(step, count):
