@@ -15,6 +15,7 @@
 #include "ops/channel_activations.h"
 #include "ops/dropout.h"
 #include "ops/optim.h"
+#include "ops/spatial.h"
 #include "ops/stream.h"
 
 #define FASTNN_FAMILIES(X)                         \
@@ -23,5 +24,6 @@
   X(channel_activations, ChannelActivationTable)   \
   X(dropout, DropoutKernels)                       \
   X(optim, OptimTable)                             \
+  X(spatial, SpatialTable)                         \
   X(stream, StreamKernels)                         \
   /* (each line ends in a backslash) */

@@ -16,6 +16,7 @@
 #include "ops/channel_activations.h"
 #include "ops/dropout.h"
 #include "ops/optim.h"
+#include "ops/spatial.h"
 
 namespace fastnn {
 namespace cuda {
@@ -111,6 +112,21 @@ template <class T> void optim_step(const OptimLaunch<T>& a, cudaStream_t stream)
 // *finite = 0 if any element of the arrays is inf or NaN (left as it is otherwise).
 template <class T> void all_finite(const T* const* arrays, const int64_t* sizes, int64_t count,
                                    unsigned char* finite, cudaStream_t stream);
+
+// ------------------------------------------------------------------ spatial (NCHW windows)
+// The CPU kernels' results (ops/spatial.h), bit for bit: one thread per output element,
+// each sum (col2im, pooling, a gradient element) made in float64 in the CPU's order.
+template <class T> void im2col(const T* x, T* cols, const Window2d& g, cudaStream_t stream);
+template <class T> void col2im(const T* cols, T* dx, const Window2d& g, cudaStream_t stream);
+template <class T> void bias_output(const T* product, const T* bias, T* y, const BnShape& s, cudaStream_t stream);
+template <class T> void bias_output_backward(const T* dy, T* dproduct, T* dbias, const BnShape& s,
+                                             cudaStream_t stream);
+template <class T> void max_pool(const T* x, T* y, void* index, int index_bytes, const Window2d& g,
+                                 cudaStream_t stream);
+template <class T> void max_pool_backward(const T* dy, const void* index, int index_bytes, T* dx,
+                                          const Window2d& g, cudaStream_t stream);
+template <class T> void avg_pool(const T* x, T* y, const Window2d& g, cudaStream_t stream);
+template <class T> void avg_pool_backward(const T* dy, T* dx, const Window2d& g, cudaStream_t stream);
 
 // ------------------------------------------------------------------ memory floor
 // One pass over float32 arrays of n elements: s = sum of the reads; inplace += s;

@@ -1,12 +1,13 @@
 """``Conv2d``: 2-D convolution (cross-correlation, as torch) on NCHW arrays, by im2col
-and one matmul; the pooling layers share its window helpers."""
+and one matmul (the window copies are native kernels); the pooling layers share its
+argument helpers."""
 
 import math
 import numbers
 
 import numpy as np
 
-from .. import init
+from .. import _backend, init
 from .module import Module, array_module, check_bool, check_grad, check_input, check_int, factory_dtype
 from .parameter import Parameter
 
@@ -31,54 +32,22 @@ def output_size(layer, size, kernel, stride, padding, dilation):
     return (size + 2 * padding - span) // stride + 1
 
 
-def pad(x, padding, value=0.0):
-    """x (N, C, H, W) with `value` around H and W (x itself when padding is (0, 0))."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return x
-    n, c, h, w = x.shape
-    out = array_module(x).full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
-
-
-def unpad(dx_padded, padding):
-    """The inner (unpadded) part of a padded gradient, C-contiguous."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return dx_padded
-    h, w = dx_padded.shape[2] - 2 * ph, dx_padded.shape[3] - 2 * pw
-    return array_module(dx_padded).ascontiguousarray(dx_padded[:, :, ph:ph + h, pw:pw + w])
-
-
-def windows(xp_, kernel, stride, dilation, out_hw):
-    """A view (N, C, kh, kw, OH, OW), only read, of the padded input xp_ (N, C, Hp, Wp):
-    element [n, c, i, j, p, q] is xp_[n, c, p*sh + i*dh, q*sw + j*dw]. No copy."""
-    n, c = xp_.shape[:2]
-    s_n, s_c, s_h, s_w = xp_.strides
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    return array_module(xp_).lib.stride_tricks.as_strided(
-        xp_, (n, c, kh, kw, oh, ow), (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
-
-
-def window_slice(i, j, stride, dilation, out_hw):
-    """The (H, W) slices of the padded input that kernel offset (i, j) reads, one per output pixel."""
-    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
-    return (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
-
-
 class Conv2d(Module):
     """2-D convolution of x (N, in_channels, H, W) with weight (out_channels, in_channels,
     kh, kw), plus bias (out_channels,): torch.nn.Conv2d's cross-correlation, with
     ``stride``, zero ``padding`` and ``dilation`` (ints or pairs). Output
     (N, out_channels, OH, OW), OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1.
 
-    im2col: the kh*kw shifted views of the padded input are copied once into a
-    (in_channels*kh*kw, N*OH*OW) matrix, and one matmul with the weight gives every output.
+    im2col: a native kernel copies every window of the input (zero padding included,
+    no padded copy) into a (in_channels*kh*kw, N*OH*OW) matrix, one matmul with the
+    weight gives every output, and a second kernel writes it out as (N, O, OH, OW) with
+    the bias added. The backward transposes dy and sums the bias gradient in one native
+    pass (float64, fixed order), and col2im adds the columns' gradient back into dx (each
+    element summed in float64 in a fixed order: the same bits for any thread count).
     Initialized as torch does (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels*kh*kw).
     Keeps that im2col matrix (kh*kw/(sh*sw) times the input's size) for the weight
-    gradient, and the input's shape; the matrix and one output-sized work array stay
-    allocated between calls, reused while the input's shape repeats."""
+    gradient, and the input's shape; the matrix and the (out_channels, N*OH*OW) work
+    arrays of the product and its gradient stay allocated between calls, reused while the input's shape repeats."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  dilation=1, bias=True, dtype=None):
@@ -127,52 +96,36 @@ class Conv2d(Module):
         out_hw = tuple(output_size(self, x.shape[2 + a], self.kernel_size[a], self.stride[a],
                                    self.padding[a], self.dilation[a]) for a in range(2))
         pixels = n * out_hw[0] * out_hw[1]
-        view = windows(pad(x, self.padding), self.kernel_size, self.stride, self.dilation, out_hw)
         # cols (C*kh*kw, N*OH*OW): row (c, i, j) holds what weight[:, c, i, j] multiplies
         cols = self._work("cols", (self.in_channels * math.prod(self.kernel_size), pixels), x.dtype, xp)
-        xp.copyto(cols.reshape(view.shape[1:4] + (n,) + out_hw), view.transpose(1, 2, 3, 0, 4, 5))
+        _backend.select("im2col", x=x, out=cols).im2col(x, self.kernel_size, self.stride, self.padding,
+                                                        self.dilation, cols)
         product = self._work("product", (o, pixels), x.dtype, xp)
         xp.matmul(self.weight.data.reshape(o, -1), cols, out=product)
-        y = xp.empty((n, o, *out_hw), x.dtype)
-        by_channel = product.reshape(o, n, -1).transpose(1, 0, 2)  # (N, O, OH*OW), the output's order
-        if self.bias is not None:
-            xp.add(by_channel, self.bias.data[:, None], out=y.reshape(n, o, -1))
-        else:
-            xp.copyto(y.reshape(n, o, -1), by_channel)
+        bias = None if self.bias is None else self.bias.data
+        y = _backend.select("bias_output", product=product, bias=bias).bias_output(product, bias,
+                                                                                   (n, o, *out_hw), None)
         self._saved = (cols, x.shape, out_hw)
         return y
 
     def backward(self, dy, *, input_grad=True):
         cols, shape, out_hw = self._saved_state(input_grad)
-        n, c, h, w = shape
         o = self.out_channels
-        dy = check_grad(self, dy, (n, o, *out_hw), self.weight.dtype)
+        dy = check_grad(self, dy, (shape[0], o, *out_hw), self.weight.dtype)
         self._saved = None
         xp = array_module(dy)
         dy2 = self._work("dy2", (o, cols.shape[1]), dy.dtype, xp)  # (O, N*OH*OW)
-        xp.copyto(dy2.reshape(o, n, -1), dy.reshape(n, o, -1).transpose(1, 0, 2))
+        _, dbias = _backend.select("bias_output_backward", dy=dy, dproduct=dy2).bias_output_backward(dy, dy2, None)
         weight, bias = self.weight, self.bias
         if weight.requires_grad:
             weight._accumulate(xp.matmul(dy2, cols.T).reshape(weight.shape))
         if bias is not None and bias.requires_grad:
-            bias._accumulate(xp.sum(dy2, axis=1))
+            bias._accumulate(dbias)
         if not input_grad:
             return None
-        kh, kw = self.kernel_size
         dcols = xp.matmul(weight.data.reshape(o, -1).T, dy2, out=cols)  # cols is used up: reuse it
-        dcols = dcols.reshape(c, kh, kw, n, *out_hw)
-        ph, pw = self.padding
-        # col2im: add each kernel offset's gradient back where it read, in dcols' (C, N)
-        # order (a third faster than adding across it), then one copy to (N, C) unpadded
-        dxp = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=dy.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                hs, ws = window_slice(i, j, self.stride, self.dilation, out_hw)
-                part = dxp[:, :, hs, ws]
-                xp.add(part, dcols[:, i, j], out=part)
-        dx = xp.empty(shape, dy.dtype)
-        xp.copyto(dx, dxp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
-        return dx
+        return _backend.select("col2im", cols=dcols).col2im(dcols, shape, self.kernel_size, self.stride,
+                                                             self.padding, self.dilation, None)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -1,16 +1,13 @@
-"""``MaxPool2d`` and ``AvgPool2d`` over NCHW arrays (windows read through a strided view,
-no Python loop over pixels), and ``Flatten``."""
+"""``MaxPool2d`` and ``AvgPool2d`` over NCHW arrays (native window kernels), and
+``Flatten``."""
 
 import math
 
-import numpy as np
-
-from .conv import output_size, pad, pair, unpad, window_slice, windows
-from .module import Module, array_module, check_grad, check_input, check_int
+from .. import _backend
+from .conv import output_size, pair
+from .module import Module, check_grad, check_input, check_int
 
 __all__ = ["MaxPool2d", "AvgPool2d", "Flatten"]
-
-_NO_DILATION = (1, 1)
 
 
 class _Pool2d(Module):
@@ -23,35 +20,14 @@ class _Pool2d(Module):
             raise ValueError(f"padding should be at most half of the kernel size, got padding="
                              f"{self.padding} and kernel_size={self.kernel_size}")
 
-    def _windows(self, x, fill):
-        """(x checked, the windows view (N, C, kh, kw, OH, OW) of x padded with fill, (OH, OW))."""
+    def _input(self, x):
+        """x checked (C-contiguous, 4-D, at least one window): ValueError naming the layer."""
         x = check_input(self, x)
         if x.ndim != 4:
             raise ValueError(f"{type(self).__name__}: expected input of shape (N, C, H, W), got {tuple(x.shape)}")
-        out_hw = tuple(output_size(self, x.shape[2 + a], self.kernel_size[a], self.stride[a],
-                                   self.padding[a], 1) for a in range(2))
-        return x, windows(pad(x, self.padding, fill), self.kernel_size, self.stride, _NO_DILATION, out_hw), out_hw
-
-    def _scatter(self, shape, out_hw, dy, grad_at):
-        """dx (shape): the sum over kernel offsets k = (i, j) of grad_at(k, out), the
-        (N, C, OH, OW) gradient of what offset k's windows read, added there (written
-        straight into out, that part of dx, when windows do not overlap)."""
-        n, c, h, w = shape
-        (ph, pw), (kh, kw), (sh, sw) = self.padding, self.kernel_size, self.stride
-        xp = array_module(dy)
-        padded = (n, c, h + 2 * ph, w + 2 * pw)
-        disjoint = sh >= kh and sw >= kw
-        tiled = (sh, sw) == (kh, kw) and padded[2:] == (out_hw[0] * sh, out_hw[1] * sw)
-        dxp = xp.empty(padded, dy.dtype) if tiled else xp.zeros(padded, dy.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                hs, ws = window_slice(i, j, self.stride, _NO_DILATION, out_hw)
-                part = dxp[:, :, hs, ws]
-                if disjoint:  # each input element is read by one window at most
-                    grad_at(i * kw + j, part)
-                else:
-                    xp.add(part, grad_at(i * kw + j, None), out=part)
-        return unpad(dxp, self.padding)
+        for a in range(2):
+            output_size(self, x.shape[2 + a], self.kernel_size[a], self.stride[a], self.padding[a], 1)
+        return x
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -59,77 +35,49 @@ class _Pool2d(Module):
 
 class MaxPool2d(_Pool2d):
     """The maximum over each kh x kw window of x (N, C, H, W), moved by ``stride``
-    (default: kernel_size); ``padding`` adds -inf around H and W. A NaN in a window is
-    its maximum (as torch). The gradient goes to each window's maximum (the first one
-    on ties, the first NaN if any). Keeps only the index of each window's maximum (one
-    byte per output) and the input's shape."""
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__(kernel_size, stride, padding)
-        if self.kernel_size[0] * self.kernel_size[1] > 256:
-            raise ValueError(f"kernel_size {self.kernel_size} has more than 256 elements")
+    (default: kernel_size); ``padding`` adds -inf around H and W (padding is never a
+    window's maximum). A NaN in a window is its maximum (as torch). The gradient goes to
+    each window's maximum: the first one on ties (a window of -inf values: its first
+    element), the first NaN if any; overlapping windows add their gradients. Keeps only
+    the index of each window's maximum (one byte per output for windows of up to 256
+    elements, else four) and the input's shape."""
 
     def forward(self, x):
-        x, view, out_hw = self._windows(x, -math.inf)
-        xp = array_module(x)
-        kw = self.kernel_size[1]
-        offsets = self.kernel_size[0] * kw
-        # one pass per kernel offset k over the (N, C, OH, OW) outputs: where offset k's
-        # value beats the best so far (strictly: ties keep the first), it becomes the best;
-        # k exceeds every earlier index, so max(index, k * beats) records it
-        y = xp.array(view[:, :, 0, 0])
-        index = xp.zeros(y.shape, np.uint8)
-        for k in range(1, offsets):
-            value = view[:, :, k // kw, k % kw]
-            beats = xp.greater(value, y).view(np.uint8)
-            xp.maximum(index, xp.multiply(beats, np.uint8(k), out=beats), out=index)
-            xp.maximum(y, value, out=y)  # NaN propagates
-        nan = xp.isnan(y)
-        if nan.any():  # the winner of a window holding NaN is its first NaN
-            for k in range(offsets - 1, -1, -1):
-                value = view[:, :, k // kw, k % kw]
-                xp.copyto(index, np.uint8(k), where=nan & (value != value))
-        self._saved = (index, x.shape, out_hw, x.dtype)
+        x = self._input(x)
+        y, index = _backend.select("max_pool2d", x=x).max_pool2d(x, self.kernel_size, self.stride,
+                                                                  self.padding, None, None)
+        self._saved = (index, x.shape, x.dtype)
         return y
 
     def backward(self, dy, *, input_grad=True):
-        index, shape, out_hw, dtype = self._saved_state(input_grad)
-        dy = check_grad(self, dy, (*shape[:2], *out_hw), dtype)
+        index, shape, dtype = self._saved_state(input_grad)
+        dy = check_grad(self, dy, index.shape, dtype)
         self._saved = None
         if not input_grad:
             return None
-        xp = array_module(dy)
-        return self._scatter(shape, out_hw, dy, lambda k, out: xp.multiply(dy, index == k, out=out))
+        return _backend.select("max_pool2d_backward", dy=dy, index=index).max_pool2d_backward(
+            dy, index, shape, self.kernel_size, self.stride, self.padding, None)
 
 
 class AvgPool2d(_Pool2d):
     """The mean over each kh x kw window of x (N, C, H, W), moved by ``stride`` (default:
     kernel_size); zero ``padding`` counts in the mean (torch's count_include_pad=True).
-    Keeps only the input's shape."""
+    Sums in float64. Keeps only the input's and the output's shapes."""
 
     def forward(self, x):
-        x, view, out_hw = self._windows(x, 0.0)
-        kh, kw = self.kernel_size
-        xp = array_module(x)
-        y = xp.array(view[:, :, 0, 0])
-        for k in range(1, kh * kw):
-            xp.add(y, view[:, :, k // kw, k % kw], out=y)
-        xp.divide(y, kh * kw, out=y)
-        self._saved = (x.shape, out_hw, x.dtype)
+        x = self._input(x)
+        y = _backend.select("avg_pool2d", x=x).avg_pool2d(x, self.kernel_size, self.stride, self.padding, None)
+        self._saved = (x.shape, y.shape, x.dtype)
         return y
 
     def backward(self, dy, *, input_grad=True):
-        shape, out_hw, dtype = self._saved_state(input_grad)
-        dy = check_grad(self, dy, (*shape[:2], *out_hw), dtype)
+        shape, out_shape, dtype = self._saved_state(input_grad)
+        dy = check_grad(self, dy, out_shape, dtype)
         self._saved = None
         if not input_grad:
             return None
-        xp = array_module(dy)
-        share = xp.divide(dy, self.kernel_size[0] * self.kernel_size[1])
-
-        def grad_at(k, out):
-            return share if out is None else xp.copyto(out, share)
-        return self._scatter(shape, out_hw, dy, grad_at)
+        return _backend.select("avg_pool2d_backward", dy=dy).avg_pool2d_backward(
+            dy, shape, self.kernel_size, self.stride, self.padding, None)
 
 
 class Flatten(Module):

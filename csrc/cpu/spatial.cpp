@@ -1,0 +1,265 @@
+// The window ops of Conv2d and the pooling layers on the CPU, compiled once per
+// instruction set (CMakeLists.txt). Window arithmetic: fastnn/spatial_math.h.
+//
+// Every kernel is cut into tasks fixed by the shape: a plane (n, c) of x, a channel's
+// rows, a (sample, channel) row of an output. A task owns what it writes, and every
+// sum (an element of dx, a pooling window, a bias gradient) is made by one task in a
+// fixed order and in float64, so the bits do not depend on the thread count.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+#include "fastnn/spatial_math.h"
+
+FASTNN_CPU_NAMESPACE_BEGIN
+namespace {
+
+// x[base + q*step] for q in [lo, hi) into out[q], zeros in out[0, lo) and out[hi, n).
+template <class T>
+inline void copy_row(const T* x, int64_t base, int64_t step, Span qs, T* out, int64_t n) {
+  for (int64_t q = 0; q < qs.lo; ++q) out[q] = T(0);
+  if (step == 1) {
+    if (qs.hi > qs.lo) memcpy(out + qs.lo, x + base + qs.lo, sizeof(T) * (qs.hi - qs.lo));
+  } else {
+    for (int64_t q = qs.lo; q < qs.hi; ++q) out[q] = x[base + q * step];
+  }
+  for (int64_t q = qs.hi; q < n; ++q) out[q] = T(0);
+}
+
+// ------------------------------------------------------------------- im2col, col2im
+
+// Task (c, n): plane (n, c) of x, read once per kernel offset while it is in cache,
+// into the kh*kw rows (c, i, j) of cols, columns n*P .. (n+1)*P.
+template <class T>
+void im2col(const T* x, T* cols, const Window2d& g, int threads) {
+  const int64_t P = g.OH * g.OW, NP = g.N * P, plane = g.H * g.W;
+  parallel_for(g.C * g.N, threads, [&](int64_t t) {
+    const int64_t c = t / g.N, n = t % g.N;
+    const T* src = x + (n * g.C + c) * plane;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* dst = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
+        const int64_t column = j * g.dw - g.pw;
+        const Span qs = inside(column, g.sw, g.W, g.OW);
+        for (int64_t p = 0; p < g.OH; ++p) {
+          const int64_t ih = p * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= g.H) copy_row(src, 0, 1, Span{0, 0}, dst + p * g.OW, g.OW);
+          else copy_row(src, ih * g.W + column, g.sw, qs, dst + p * g.OW, g.OW);
+        }
+      }
+  });
+}
+
+// Task (n, c): plane (n, c) of dx summed in a float64 plane, kernel offset by offset.
+template <class T>
+void col2im(const T* cols, T* dx, const Window2d& g, int threads) {
+  const int64_t P = g.OH * g.OW, NP = g.N * P, plane = g.H * g.W;
+  const int team = workers(g.N * g.C, threads);
+  Scratch<double> sums(team * plane);
+  parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+    const int64_t n = t / g.C, c = t % g.C;
+    double* acc = sums.data + w * plane;
+    for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* src = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
+        const int64_t column = j * g.dw - g.pw;
+        const Span qs = inside(column, g.sw, g.W, g.OW);
+        const Span ps = inside(i * g.dh - g.ph, g.sh, g.H, g.OH);
+        for (int64_t p = ps.lo; p < ps.hi; ++p) {
+          double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
+          const T* s = src + p * g.OW;
+          for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * g.sw] += double(s[q]);
+        }
+      }
+    T* out = dx + t * plane;
+    for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e]);
+  });
+}
+
+// ------------------------------------------------------------ output with the bias
+
+// Task (n, o): y[n, o, :] = product[o, n*P : (n+1)*P] + bias[o].
+template <class T>
+void bias_output(const T* product, const T* bias, T* y, const BnShape& s, int threads) {
+  const int64_t N = s.outer, O = s.channels, P = s.inner;
+  parallel_for(N * O, threads, [&](int64_t t) {
+    const int64_t n = t / O, o = t % O;
+    const T* src = product + o * N * P + n * P;
+    T* dst = y + t * P;
+    if (!bias) {  // a copy: -0 stays -0
+      memcpy(dst, src, sizeof(T) * P);
+      return;
+    }
+    const T b = bias[o];
+    for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+  });
+}
+
+// Task o: row o of dproduct, and dbias[o] = the sum over n of row (n, o)'s lane sum
+// (element p in lane p % 16), in order.
+template <class T>
+void bias_output_backward(const T* dy, T* dproduct, double* dbias, const BnShape& s, int threads) {
+  const int64_t N = s.outer, O = s.channels, P = s.inner;
+  parallel_for(O, threads, [&](int64_t o) {
+    double total = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* src = dy + (n * O + o) * P;
+      memcpy(dproduct + (o * N + n) * P, src, sizeof(T) * P);
+      total += lane_sum(src, P, [](const auto& v) { return v; });
+    }
+    dbias[o] = total;
+  });
+}
+
+// ------------------------------------------------------------------------ max pool
+
+// Task: a plane. The outputs y and index hold each row's running maxima: every window
+// starts at -inf with the index of its first element inside x, then takes its elements
+// offset by offset (rows of windows vectorize along q).
+template <class T, class I>
+void max_pool_planes(const T* x, T* y, I* index, const Window2d& g, int threads) {
+  const int64_t P = g.OH * g.OW, plane = g.H * g.W;
+  parallel_for(g.N * g.C, threads, [&](int64_t t) {
+    const T* src = x + t * plane;
+    for (int64_t p = 0; p < g.OH; ++p) {
+      T* best = y + t * P + p * g.OW;
+      I* k = index + t * P + p * g.OW;
+      const int64_t top = p * g.sh - g.ph;
+      const Span is = inside(top, g.dh, g.H, g.kh);
+      for (int64_t q = 0; q < g.OW; ++q) {
+        best[q] = T(-INFINITY);
+        k[q] = I(is.lo * g.kw + inside(q * g.sw - g.pw, g.dw, g.W, g.kw).lo);
+      }
+      for (int64_t i = is.lo; i < is.hi; ++i) {
+        const T* row = src + (top + i * g.dh) * g.W;
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t column = j * g.dw - g.pw;
+          const Span qs = inside(column, g.sw, g.W, g.OW);
+          const I kk = I(i * g.kw + j);
+          for (int64_t q = qs.lo; q < qs.hi; ++q) {
+            const T v = row[column + q * g.sw];
+            const bool take = pool_max_takes(v, best[q]);
+            best[q] = take ? v : best[q];
+            k[q] = take ? kk : k[q];
+          }
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void max_pool(const T* x, T* y, void* index, int index_bytes, const Window2d& g, int threads) {
+  if (index_bytes == 1) max_pool_planes(x, y, static_cast<uint8_t*>(index), g, threads);
+  else max_pool_planes(x, y, static_cast<int32_t*>(index), g, threads);
+}
+
+// Task: a plane of dx, summed in float64 in the windows' order; an index outside the
+// window (not one max_pool wrote) adds nothing.
+template <class T, class I>
+void max_pool_backward_planes(const T* dy, const I* index, T* dx, const Window2d& g, int threads) {
+  const int64_t P = g.OH * g.OW, plane = g.H * g.W;
+  const uint64_t K = uint64_t(g.kh * g.kw);
+  const int team = workers(g.N * g.C, threads);
+  Scratch<double> sums(team * plane);
+  parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+    double* acc = sums.data + w * plane;
+    for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
+    const T* d = dy + t * P;
+    const I* k = index + t * P;
+    for (int64_t p = 0; p < g.OH; ++p)
+      for (int64_t q = 0; q < g.OW; ++q) {
+        const uint64_t kk = uint64_t(int64_t(k[p * g.OW + q]));
+        if (kk >= K) continue;
+        const int64_t ih = p * g.sh - g.ph + int64_t(kk) / g.kw * g.dh;
+        const int64_t iw = q * g.sw - g.pw + int64_t(kk) % g.kw * g.dw;
+        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) acc[ih * g.W + iw] += double(d[p * g.OW + q]);
+      }
+    T* out = dx + t * plane;
+    for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e]);
+  });
+}
+
+template <class T>
+void max_pool_backward(const T* dy, const void* index, int index_bytes, T* dx, const Window2d& g, int threads) {
+  if (index_bytes == 1) max_pool_backward_planes(dy, static_cast<const uint8_t*>(index), dx, g, threads);
+  else max_pool_backward_planes(dy, static_cast<const int32_t*>(index), dx, g, threads);
+}
+
+// ------------------------------------------------------------------------ avg pool
+
+// Task: a plane; each row of windows summed in float64 offset by offset (padding adds
+// nothing), then divided by kh*kw.
+template <class T>
+void avg_pool(const T* x, T* y, const Window2d& g, int threads) {
+  const int64_t P = g.OH * g.OW, plane = g.H * g.W;
+  const double count = double(g.kh * g.kw);
+  const int team = workers(g.N * g.C, threads);
+  Scratch<double> sums(team * g.OW);
+  parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+    const T* src = x + t * plane;
+    double* acc = sums.data + w * g.OW;
+    for (int64_t p = 0; p < g.OH; ++p) {
+      for (int64_t q = 0; q < g.OW; ++q) acc[q] = 0;
+      const int64_t top = p * g.sh - g.ph;
+      const Span is = inside(top, g.dh, g.H, g.kh);
+      for (int64_t i = is.lo; i < is.hi; ++i) {
+        const T* row = src + (top + i * g.dh) * g.W;
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t column = j * g.dw - g.pw;
+          const Span qs = inside(column, g.sw, g.W, g.OW);
+          for (int64_t q = qs.lo; q < qs.hi; ++q) acc[q] += double(row[column + q * g.sw]);
+        }
+      }
+      T* out = y + t * P + p * g.OW;
+      for (int64_t q = 0; q < g.OW; ++q) out[q] = T(acc[q] / count);
+    }
+  });
+}
+
+// Task: a plane of dx: each window's dy added over the window in float64, offset by
+// offset, then divided by kh*kw.
+template <class T>
+void avg_pool_backward(const T* dy, T* dx, const Window2d& g, int threads) {
+  const int64_t P = g.OH * g.OW, plane = g.H * g.W;
+  const double count = double(g.kh * g.kw);
+  const int team = workers(g.N * g.C, threads);
+  Scratch<double> sums(team * plane);
+  parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+    double* acc = sums.data + w * plane;
+    for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
+    const T* d = dy + t * P;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t column = j * g.dw - g.pw;
+        const Span qs = inside(column, g.sw, g.W, g.OW);
+        const Span ps = inside(i * g.dh - g.ph, g.sh, g.H, g.OH);
+        for (int64_t p = ps.lo; p < ps.hi; ++p) {
+          double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
+          const T* s = d + p * g.OW;
+          for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * g.sw] += double(s[q]);
+        }
+      }
+    T* out = dx + t * plane;
+    for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e] / count);
+  });
+}
+
+template <class T>
+SpatialKernels<T> spatial_kernels() {
+  return {&im2col<T>,   &col2im<T>,          &bias_output<T>, &bias_output_backward<T>,
+          &max_pool<T>, &max_pool_backward<T>, &avg_pool<T>,  &avg_pool_backward<T>};
+}
+
+}  // namespace
+
+void fill_spatial(KernelTable& table) {
+  table.spatial.f32 = spatial_kernels<float>();
+  table.spatial.f64 = spatial_kernels<double>();
+}
+
+FASTNN_CPU_NAMESPACE_END
