@@ -29,6 +29,39 @@ inline void copy_row(const T* x, int64_t base, int64_t step, Span qs, T* out, in
   for (int64_t q = qs.hi; q < n; ++q) out[q] = T(0);
 }
 
+// The step between a row's windows: S when it is known at compile time (1 or 2, where
+// the compiler vectorizes the strided loads), else (S = 0) the run-time value.
+template <int S>
+struct Step {
+  int64_t value;
+  int64_t get() const { return S ? S : value; }
+};
+
+// body(Step<S>{step}) with S = step for 1 and 2, else 0.
+template <class F>
+inline void with_step(int64_t step, F body) {
+  if (step == 1) body(Step<1>{1});
+  else if (step == 2) body(Step<2>{2});
+  else body(Step<0>{step});
+}
+
+// The spans of a geometry, computed once per call (each costs divisions):
+//   window_rows[p]  the kernel rows i of window row p that lie inside x;
+//   output_rows[i]  the window rows p whose kernel row i lies inside x;
+//   output_cols[j]  the window columns q whose kernel column j lies inside x;
+//   first_col[q]    the first kernel column j of window column q inside x.
+struct Spans {
+  Scratch<Span> window_rows, output_rows, output_cols;
+  Scratch<int64_t> first_col;
+  explicit Spans(const Window2d& g)
+      : window_rows(g.OH), output_rows(g.kh), output_cols(g.kw), first_col(g.OW) {
+    for (int64_t p = 0; p < g.OH; ++p) window_rows[p] = inside(p * g.sh - g.ph, g.dh, g.H, g.kh);
+    for (int64_t i = 0; i < g.kh; ++i) output_rows[i] = inside(i * g.dh - g.ph, g.sh, g.H, g.OH);
+    for (int64_t j = 0; j < g.kw; ++j) output_cols[j] = inside(j * g.dw - g.pw, g.sw, g.W, g.OW);
+    for (int64_t q = 0; q < g.OW; ++q) first_col[q] = inside(q * g.sw - g.pw, g.dw, g.W, g.kw).lo;
+  }
+};
+
 // ------------------------------------------------------------------- im2col, col2im
 
 // Task (c, n): plane (n, c) of x, read once per kernel offset while it is in cache,
@@ -36,6 +69,7 @@ inline void copy_row(const T* x, int64_t base, int64_t step, Span qs, T* out, in
 template <class T>
 void im2col(const T* x, T* cols, const Window2d& g, int threads) {
   const int64_t P = g.OH * g.OW, NP = g.N * P, plane = g.H * g.W;
+  const Spans spans(g);
   parallel_for(g.C * g.N, threads, [&](int64_t t) {
     const int64_t c = t / g.N, n = t % g.N;
     const T* src = x + (n * g.C + c) * plane;
@@ -43,7 +77,7 @@ void im2col(const T* x, T* cols, const Window2d& g, int threads) {
       for (int64_t j = 0; j < g.kw; ++j) {
         T* dst = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
         const int64_t column = j * g.dw - g.pw;
-        const Span qs = inside(column, g.sw, g.W, g.OW);
+        const Span qs = spans.output_cols.data[j];
         for (int64_t p = 0; p < g.OH; ++p) {
           const int64_t ih = p * g.sh - g.ph + i * g.dh;
           if (ih < 0 || ih >= g.H) copy_row(src, 0, 1, Span{0, 0}, dst + p * g.OW, g.OW);
@@ -56,27 +90,30 @@ void im2col(const T* x, T* cols, const Window2d& g, int threads) {
 // Task (n, c): plane (n, c) of dx summed in a float64 plane, kernel offset by offset.
 template <class T>
 void col2im(const T* cols, T* dx, const Window2d& g, int threads) {
+  const Spans spans(g);
   const int64_t P = g.OH * g.OW, NP = g.N * P, plane = g.H * g.W;
   const int team = workers(g.N * g.C, threads);
   Scratch<double> sums(team * plane);
-  parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
-    const int64_t n = t / g.C, c = t % g.C;
-    double* acc = sums.data + w * plane;
-    for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const T* src = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
-        const int64_t column = j * g.dw - g.pw;
-        const Span qs = inside(column, g.sw, g.W, g.OW);
-        const Span ps = inside(i * g.dh - g.ph, g.sh, g.H, g.OH);
-        for (int64_t p = ps.lo; p < ps.hi; ++p) {
-          double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
-          const T* s = src + p * g.OW;
-          for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * g.sw] += double(s[q]);
+  with_step(g.sw, [&](auto step) {
+    parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+      const int64_t n = t / g.C, c = t % g.C;
+      double* acc = sums.data + w * plane;
+      for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const T* src = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
+          const int64_t column = j * g.dw - g.pw;
+          const Span qs = spans.output_cols.data[j];
+          const Span ps = spans.output_rows.data[i];
+          for (int64_t p = ps.lo; p < ps.hi; ++p) {
+            double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
+            const T* s = src + p * g.OW;
+            for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * step.get()] += double(s[q]);
+          }
         }
-      }
-    T* out = dx + t * plane;
-    for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e]);
+      T* out = dx + t * plane;
+      for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e]);
+    });
   });
 }
 
@@ -115,40 +152,68 @@ void bias_output_backward(const T* dy, T* dproduct, double* dbias, const BnShape
   });
 }
 
-// ------------------------------------------------------------------------ max pool
+// ------------------------------------------------------------------------ pooling
 
-// Task: a plane. The outputs y and index hold each row's running maxima: every window
-// starts at -inf with the index of its first element inside x, then takes its elements
-// offset by offset (rows of windows vectorize along q).
+// p[l * step] for l < n (n <= 16) as a vector, `fill` in the other lanes.
+template <class T, int S>
+inline Vec16<T> load_step16(const T* p, Step<S> step, int64_t n, T fill) {
+  T buf[kLanes];
+  if (n == kLanes) {
+    if (S == 1) return load16(p);
+    for (int64_t l = 0; l < kLanes; ++l) buf[l] = p[l * step.get()];
+  } else {
+    for (int64_t l = 0; l < kLanes; ++l) buf[l] = l < n ? p[l * step.get()] : fill;
+  }
+  return load16(buf);
+}
+
+// Task: a plane. Each row of windows keeps its running maxima in local buffers: every
+// window starts at -inf with the index of its first element inside x, then takes its
+// elements kernel offset by kernel offset, 16 windows of the row at a time. The index
+// is kept as T (exact: windows have at most 2**24 elements, ops/spatial.cpp).
 template <class T, class I>
 void max_pool_planes(const T* x, T* y, I* index, const Window2d& g, int threads) {
+  const Spans spans(g);
   const int64_t P = g.OH * g.OW, plane = g.H * g.W;
-  parallel_for(g.N * g.C, threads, [&](int64_t t) {
-    const T* src = x + t * plane;
-    for (int64_t p = 0; p < g.OH; ++p) {
-      T* best = y + t * P + p * g.OW;
-      I* k = index + t * P + p * g.OW;
-      const int64_t top = p * g.sh - g.ph;
-      const Span is = inside(top, g.dh, g.H, g.kh);
-      for (int64_t q = 0; q < g.OW; ++q) {
-        best[q] = T(-INFINITY);
-        k[q] = I(is.lo * g.kw + inside(q * g.sw - g.pw, g.dw, g.W, g.kw).lo);
-      }
-      for (int64_t i = is.lo; i < is.hi; ++i) {
-        const T* row = src + (top + i * g.dh) * g.W;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t column = j * g.dw - g.pw;
-          const Span qs = inside(column, g.sw, g.W, g.OW);
-          const I kk = I(i * g.kw + j);
-          for (int64_t q = qs.lo; q < qs.hi; ++q) {
-            const T v = row[column + q * g.sw];
-            const bool take = pool_max_takes(v, best[q]);
-            best[q] = take ? v : best[q];
-            k[q] = take ? kk : k[q];
+  const int team = workers(g.N * g.C, threads);
+  const int64_t width = g.OW + kLanes;  // a row and the lanes a last short vector spills into
+  Scratch<T> maxima(team * width), indices(team * width);
+  with_step(g.sw, [&](auto step) {
+    parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+      const T* src = x + t * plane;
+      T* best = maxima.data + w * width;
+      T* k = indices.data + w * width;
+      for (int64_t p = 0; p < g.OH; ++p) {
+        const int64_t top = p * g.sh - g.ph;
+        const Span is = spans.window_rows.data[p];
+        for (int64_t q = 0; q < g.OW; ++q) {
+          best[q] = T(-INFINITY);
+          k[q] = T(is.lo * g.kw + spans.first_col.data[q]);
+        }
+        for (int64_t i = is.lo; i < is.hi; ++i) {
+          const T* row = src + (top + i * g.dh) * g.W;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t column = j * g.dw - g.pw;
+            const Span qs = spans.output_cols.data[j];
+            const Vec16<T> kk16 = broadcast16(T(i * g.kw + j));
+            for (int64_t q = qs.lo; q < qs.hi; q += kLanes) {  // a last short vector: -inf never takes
+              const int64_t n = qs.hi - q < kLanes ? qs.hi - q : kLanes;
+              const Vec16<T> v = load_step16(row + column + q * step.get(), step, n, T(-INFINITY));
+              const Vec16<T> b = load16(best + q);
+              const Mask16<T> take = pool_max_takes(v, b);
+              store16(best + q, vselect(take, v, b));
+              store16(k + q, vselect(take, kk16, load16(k + q)));
+            }
           }
         }
+        T* y_row = y + t * P + p * g.OW;
+        I* index_row = index + t * P + p * g.OW;
+        for (int64_t q = 0; q < g.OW; ++q) {
+          y_row[q] = best[q];
+          index_row[q] = I(k[q]);
+        }
       }
-    }
+    });
   });
 }
 
@@ -159,11 +224,16 @@ void max_pool(const T* x, T* y, void* index, int index_bytes, const Window2d& g,
 }
 
 // Task: a plane of dx, summed in float64 in the windows' order; an index outside the
-// window (not one max_pool wrote) adds nothing.
+// window (not one max_pool wrote) adds nothing. Offset k's place relative to a
+// window's first element comes from a table.
 template <class T, class I>
 void max_pool_backward_planes(const T* dy, const I* index, T* dx, const Window2d& g, int threads) {
-  const int64_t P = g.OH * g.OW, plane = g.H * g.W;
-  const uint64_t K = uint64_t(g.kh * g.kw);
+  const int64_t P = g.OH * g.OW, plane = g.H * g.W, K = g.kh * g.kw;
+  Scratch<int64_t> di(K), dj(K);
+  for (int64_t k = 0; k < K; ++k) {
+    di[k] = k / g.kw * g.dh;
+    dj[k] = k % g.kw * g.dw;
+  }
   const int team = workers(g.N * g.C, threads);
   Scratch<double> sums(team * plane);
   parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
@@ -171,14 +241,15 @@ void max_pool_backward_planes(const T* dy, const I* index, T* dx, const Window2d
     for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
     const T* d = dy + t * P;
     const I* k = index + t * P;
-    for (int64_t p = 0; p < g.OH; ++p)
+    for (int64_t p = 0; p < g.OH; ++p) {
+      const int64_t top = p * g.sh - g.ph;
       for (int64_t q = 0; q < g.OW; ++q) {
         const uint64_t kk = uint64_t(int64_t(k[p * g.OW + q]));
-        if (kk >= K) continue;
-        const int64_t ih = p * g.sh - g.ph + int64_t(kk) / g.kw * g.dh;
-        const int64_t iw = q * g.sw - g.pw + int64_t(kk) % g.kw * g.dw;
+        if (kk >= uint64_t(K)) continue;
+        const int64_t ih = top + di[kk], iw = q * g.sw - g.pw + dj[kk];
         if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) acc[ih * g.W + iw] += double(d[p * g.OW + q]);
       }
+    }
     T* out = dx + t * plane;
     for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e]);
   });
@@ -190,34 +261,35 @@ void max_pool_backward(const T* dy, const void* index, int index_bytes, T* dx, c
   else max_pool_backward_planes(dy, static_cast<const int32_t*>(index), dx, g, threads);
 }
 
-// ------------------------------------------------------------------------ avg pool
-
 // Task: a plane; each row of windows summed in float64 offset by offset (padding adds
 // nothing), then divided by kh*kw.
 template <class T>
 void avg_pool(const T* x, T* y, const Window2d& g, int threads) {
+  const Spans spans(g);
   const int64_t P = g.OH * g.OW, plane = g.H * g.W;
   const double count = double(g.kh * g.kw);
   const int team = workers(g.N * g.C, threads);
   Scratch<double> sums(team * g.OW);
-  parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
-    const T* src = x + t * plane;
-    double* acc = sums.data + w * g.OW;
-    for (int64_t p = 0; p < g.OH; ++p) {
-      for (int64_t q = 0; q < g.OW; ++q) acc[q] = 0;
-      const int64_t top = p * g.sh - g.ph;
-      const Span is = inside(top, g.dh, g.H, g.kh);
-      for (int64_t i = is.lo; i < is.hi; ++i) {
-        const T* row = src + (top + i * g.dh) * g.W;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t column = j * g.dw - g.pw;
-          const Span qs = inside(column, g.sw, g.W, g.OW);
-          for (int64_t q = qs.lo; q < qs.hi; ++q) acc[q] += double(row[column + q * g.sw]);
+  with_step(g.sw, [&](auto step) {
+    parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+      const T* src = x + t * plane;
+      double* acc = sums.data + w * g.OW;
+      for (int64_t p = 0; p < g.OH; ++p) {
+        for (int64_t q = 0; q < g.OW; ++q) acc[q] = 0;
+        const int64_t top = p * g.sh - g.ph;
+        const Span is = spans.window_rows.data[p];
+        for (int64_t i = is.lo; i < is.hi; ++i) {
+          const T* row = src + (top + i * g.dh) * g.W;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t column = j * g.dw - g.pw;
+            const Span qs = spans.output_cols.data[j];
+            for (int64_t q = qs.lo; q < qs.hi; ++q) acc[q] += double(row[column + q * step.get()]);
+          }
         }
+        T* out = y + t * P + p * g.OW;
+        for (int64_t q = 0; q < g.OW; ++q) out[q] = T(acc[q] / count);
       }
-      T* out = y + t * P + p * g.OW;
-      for (int64_t q = 0; q < g.OW; ++q) out[q] = T(acc[q] / count);
-    }
+    });
   });
 }
 
@@ -225,27 +297,30 @@ void avg_pool(const T* x, T* y, const Window2d& g, int threads) {
 // offset, then divided by kh*kw.
 template <class T>
 void avg_pool_backward(const T* dy, T* dx, const Window2d& g, int threads) {
+  const Spans spans(g);
   const int64_t P = g.OH * g.OW, plane = g.H * g.W;
   const double count = double(g.kh * g.kw);
   const int team = workers(g.N * g.C, threads);
   Scratch<double> sums(team * plane);
-  parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
-    double* acc = sums.data + w * plane;
-    for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
-    const T* d = dy + t * P;
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t column = j * g.dw - g.pw;
-        const Span qs = inside(column, g.sw, g.W, g.OW);
-        const Span ps = inside(i * g.dh - g.ph, g.sh, g.H, g.OH);
-        for (int64_t p = ps.lo; p < ps.hi; ++p) {
-          double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
-          const T* s = d + p * g.OW;
-          for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * g.sw] += double(s[q]);
+  with_step(g.sw, [&](auto step) {
+    parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
+      double* acc = sums.data + w * plane;
+      for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
+      const T* d = dy + t * P;
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t column = j * g.dw - g.pw;
+          const Span qs = spans.output_cols.data[j];
+          const Span ps = spans.output_rows.data[i];
+          for (int64_t p = ps.lo; p < ps.hi; ++p) {
+            double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
+            const T* s = d + p * g.OW;
+            for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * step.get()] += double(s[q]);
+          }
         }
-      }
-    T* out = dx + t * plane;
-    for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e] / count);
+      T* out = dx + t * plane;
+      for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e] / count);
+    });
   });
 }
 

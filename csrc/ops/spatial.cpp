@@ -52,6 +52,12 @@ void require_index(const Array& index, const Window2d& g, const Shape& shape, bo
 
 Shape output_shape(const Window2d& g) { return {g.N, g.C, g.OH, g.OW}; }
 
+// The CPU kernel keeps a window's running index as a float: exact up to 2**24.
+void require_max_pool_window(const WindowParams& p) {
+  if (p.kernel[0] * p.kernel[1] > (int64_t(1) << 24))
+    throw ValueError("kernel_size " + pair_str(p.kernel) + " has more than 2**24 elements (max_pool2d's limit)");
+}
+
 }  // namespace
 
 Window2d window_geometry(const std::vector<int64_t>& input, const WindowParams& p, bool pool, const char* what) {
@@ -151,6 +157,7 @@ Window2d check_max_pool(const Array& x, const WindowParams& p, Array& y, Array& 
   require_one_device({&x, &y, &index});
   require_nchw(x);
   const Window2d g = window_geometry(x.shape, p, true, "x");
+  require_max_pool_window(p);
   expect_output(y, x, output_shape(g));
   if (index.given) require_index(index, g, output_shape(g), true);
   else expect_output(index, g.kh * g.kw <= 256 ? DType::uint8 : DType::int32, output_shape(g));
@@ -164,6 +171,7 @@ Window2d check_max_pool_backward(const Array& dy, const Array& index, const std:
   require_nchw(dy);
   require_input_shape(input_shape);
   const Window2d g = window_geometry(input_shape, p, true, "input_shape");
+  require_max_pool_window(p);
   require_like(dy, dy, output_shape(g));
   require_index(index, g, output_shape(g), false);
   expect_output(dx, dy, input_shape);
