@@ -3,13 +3,15 @@ one thread everywhere, each step split into
 
   matmul         numpy.matmul: the Linear and Conv2d products (BLAS)
   fastnn         fastnn's native kernels: batch norm (+ fused ReLU), ReLU, dropout,
-                 softmax cross-entropy, the AdamW update
-  other NumPy    the NumPy calls of the layers (im2col and col2im copies, pooling, bias
-                 sums, transposes, allocations)
+                 softmax cross-entropy, the AdamW update, and the window kernels of
+                 Conv2d and the pooling layers (im2col, col2im, the output's transpose
+                 with the bias and its backward, max and average pooling)
+  other NumPy    the NumPy calls left in the layers (allocations, reshapes, small sums)
   Python         the rest: the interpreter running the layers, checks and bookkeeping
 
-The three native groups are timed by wrapping those functions (the layers look them up
-at each call; one group at a time, less the wrapper's own measured cost per call);
+The three native groups are timed by wrapping those functions (every public function of
+fastnn._cpu, whatever its family, and the NumPy calls below; the layers look them up at
+each call; one group at a time, less the wrapper's own measured cost per call);
 Python is what the same steps take unwrapped minus their sum. Times are
 CPU time (time.process_time), the least of 5 runs of 20 steps: with one thread they
 count the work, not the waits of a machine shared with other jobs.
