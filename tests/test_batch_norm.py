@@ -177,6 +177,8 @@ LARGE_LAYOUTS = [
     ((3, 5, 1000), 1),
     ((37, 5, 7, 7), 1),  # small planes, walked in groups of planes
     ((2, 3, 9000), 1),  # planes longer than one statistics piece
+    ((300, 100), -1),  # rows walked four strips at a time, then one, then a tail
+    ((50, 40), -1),  # narrow rows: segments of 80 slots
 ]
 ALL_LAYOUTS = SMALL_LAYOUTS + LARGE_LAYOUTS
 
@@ -628,6 +630,7 @@ DET_CASES = [
     ((130, 16, 3, 3), 1, np.float64),
     ((2, 3, 5000), 1, np.float32),  # planes cut into pieces
     ((168, 4, 40, 40), 1, np.float32),  # pages of planes, channels over 1 MB: group-major
+    ((300, 100), -1, np.float64),  # rows: strips walked side by side
 ]
 
 
