@@ -177,6 +177,8 @@ LARGE_LAYOUTS = [
     ((3, 5, 1000), 1),
     ((37, 5, 7, 7), 1),  # small planes, walked in groups of planes
     ((2, 3, 9000), 1),  # planes longer than one statistics piece
+    ((300, 100), -1),  # rows walked four strips at a time, then one, then a tail
+    ((50, 40), -1),  # narrow rows: segments of 80 slots
 ]
 ALL_LAYOUTS = SMALL_LAYOUTS + LARGE_LAYOUTS
 
@@ -275,6 +277,38 @@ def test_backward_matches_reference(dtype, layout, affine, training):
     assert_close(dw, dw_ref, scale_tol=tol, name="dweight", dtype=dtype)
     assert_close(db, db_ref, scale_tol=tol, name="dbias", dtype=dtype)
     assert np.array_equal(x, x_before) and np.array_equal(dy, dy_before), "inputs modified"
+
+
+# The planes layout walks its work in one of three orders by shape (whole channels when a
+# channel's arrays fit a core's cache, group-major for small planes and for planes of a
+# page or two, pieces otherwise); the forward reads one array, the backward two, so a
+# channel can fit for the one and not the other. One shape per order and pass.
+WALK_SHAPES = [
+    (16, 8, 32, 32),   # 4 KB planes, 64 KB channels: whole channels
+    (37, 5, 7, 7),     # small planes: group-major
+    (96, 4, 40, 40),   # 6.4 KB planes, 614 KB channels: forward whole, backward group-major
+    (168, 4, 40, 40),  # channels over 1 MB: group-major both
+    (64, 3, 3000),     # 12 KB planes, 768 KB channels, 3 channels: pieces
+]
+
+
+@pytest.mark.parametrize("shape", WALK_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_every_planes_walk_matches_reference(shape, num_threads):
+    x = make_x(shape, 1, np.float32, seed=11)
+    dy = np.random.default_rng(12).standard_normal(shape).astype(np.float32)
+    w, b, rm, rv = make_params(shape[1], np.float32)
+    y_ref, mean_ref, invstd_ref, _, _ = ref_forward(x, w, b, None, None, True, 0.1, 1e-5, 1)
+    dx_ref, dw_ref, db_ref = ref_backward(dy, x, w, mean_ref, invstd_ref, True, 1)
+    tol = SCALE_TOL[np.float32]
+    for n in (1, 2):
+        with num_threads(n):
+            out = fwd(x, w, b, None, None, training=True, channel_axis=1)
+            dx, dw, db = F.batch_norm_backward(dy, x, w, out.mean, out.invstd, training=True, channel_axis=1)
+        assert_close(out.y, y_ref, scale_tol=tol, name=f"y ({n} threads)")
+        assert_close(out.invstd, invstd_ref, rtol=STAT_RTOL[np.float32], name=f"invstd ({n} threads)")
+        assert_close(dx, dx_ref, scale_tol=tol, name=f"dx ({n} threads)")
+        assert_close(dw, dw_ref, scale_tol=tol, name=f"dweight ({n} threads)")
+        assert_close(db, db_ref, scale_tol=tol, name=f"dbias ({n} threads)")
 
 
 # =========================================================================== SIMD levels all correct
@@ -595,6 +629,8 @@ DET_CASES = [
     ((37, 5, 7, 7), 1, np.float32),  # small planes: groups of planes, a short last group
     ((130, 16, 3, 3), 1, np.float64),
     ((2, 3, 5000), 1, np.float32),  # planes cut into pieces
+    ((168, 4, 40, 40), 1, np.float32),  # pages of planes, channels over 1 MB: group-major
+    ((300, 100), -1, np.float64),  # rows: strips walked side by side
 ]
 
 

@@ -29,6 +29,8 @@ LAYOUTS = [
     ((2, 3, 9000), 1),  # planes of several pieces
     ((4, 3, 100, 100), 1),
     ((64, 9, 9, 13), -1),
+    ((300, 100), -1),  # rows walked four strips at a time, then one, then a tail
+    ((50, 40), -1),
 ]
 
 

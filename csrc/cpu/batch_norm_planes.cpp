@@ -10,11 +10,16 @@ FASTNN_CPU_NAMESPACE_BEGIN
 namespace {
 
 // A task takes whole channels (two passes over a channel back to back, the second
-// from cache) when a channel's streams fit in this many bytes.
-constexpr int64_t kChannelInCacheBytes = int64_t(8) << 20;
+// from cache) when a channel's streams fit in this many bytes (half a core's L2: a
+// channel that only fits the shared L3 came back slower than two passes in memory order).
+constexpr int64_t kChannelInCacheBytes = int64_t(1) << 20;
 
 constexpr int64_t kPiece = 4096;            // values per statistics piece (about)
 constexpr int64_t kSmallPlaneBytes = 2048;  // smaller planes are walked group-major
+// Planes of up to a page or two, when a channel does not fit the cache, are walked
+// group-major too: one channel's planes are a page or more apart, and the hardware
+// prefetchers stop at each page, so a task per piece of a channel reads at half speed.
+constexpr int64_t kPagePlaneBytes = 8192;
 
 // Pieces of channel c: a plane of S >= kPiece values is cut into J pieces; smaller
 // planes are grouped, G consecutive planes (n) of one channel per piece, so small
@@ -24,7 +29,8 @@ constexpr int64_t kSmallPlaneBytes = 2048;  // smaller planes are walked group-m
 //  - whole channels: a task takes a channel, two passes back to back, the second
 //    from cache (planes of 2 KB or more, channel small enough, threads balanced);
 //  - group-major: a task takes a group of planes for all channels, walking memory in
-//    order (smaller planes: too short for the prefetchers to follow one channel);
+//    order (planes under 2 KB, too short for the prefetchers to follow one channel,
+//    and planes under 8 KB whose channel does not fit the cache);
 //  - pieces: tasks are pieces in memory order.
 // The fused ReLU backward's mask (batch_norm_lanes.h) has S16 words per plane; a run
 // at value s of its plane starts at bit plane * 16 * S16 + s (s is a multiple of 16).
@@ -71,7 +77,7 @@ struct Planes {
     if (S * elem_bytes < kSmallPlaneBytes) return kGroupMajor;
     const bool balanced = threads <= 1 || C % threads == 0 || C >= 8 * threads;
     if (balanced && streams * N * S * elem_bytes <= kChannelInCacheBytes) return kWholeChannels;
-    return kPieces;
+    return S * elem_bytes < kPagePlaneBytes ? kGroupMajor : kPieces;
   }
 };
 

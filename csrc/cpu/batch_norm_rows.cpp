@@ -29,13 +29,20 @@ inline int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
-// A sums pass walks an item strip by strip: 16 slots at a time down all its segments,
-// the sums in registers, so each slot's sum runs over the segments in order.
+// A sums pass walks an item a few strips at a time: kWalkStrips strips of 16 slots side
+// by side (a contiguous run of each segment, so memory is read in order) down all its
+// segments, the sums in registers, so each slot's sum runs over the segments in order.
 // `count` segments with the same slots: the first at flat index o, the others stride
 // values apart; their mask words (fused ReLU) start at bit `bit`, bit_stride bits apart.
 struct Segments {
   int64_t o, len, l0, stride, count, bit, bit_stride;
 };
+
+#if defined(__AVX512F__)
+constexpr int kWalkStrips = 4;  // the sums of 4 strips fill half the 32 vector registers
+#else
+constexpr int kWalkStrips = 2;
+#endif
 
 struct Rows {
   int64_t M, C;
@@ -122,21 +129,29 @@ struct Rows {
   }
 };
 
-// Slots [q, q + 16) of the segments: s1 += sum(d), s2 += sum(d * d) for d = x - shift,
-// in float64.
-template <class T>
-FASTNN_RUN_LOOP inline void stats_strip(const T* x, const Segments& sg, int64_t q, const double* shift,
-                                        double* s1, double* s2) {
-  const Vec16<double> k = load16(shift + q);
-  Vec16<double> a1 = load16(s1 + q), a2 = load16(s2 + q);
+// Slots [q, q + 16 * S) of the segments: s1 += sum(d), s2 += sum(d * d) for
+// d = x - shift, in float64.
+template <int S, class T>
+FASTNN_RUN_LOOP inline void stats_strips(const T* x, const Segments& sg, int64_t q, const double* shift,
+                                         double* s1, double* s2) {
+  Vec16<double> k[S], a1[S], a2[S];
+  for (int s = 0; s < S; ++s) {
+    k[s] = load16(shift + q + s * kLanes);
+    a1[s] = load16(s1 + q + s * kLanes);
+    a2[s] = load16(s2 + q + s * kLanes);
+  }
   const T* p = x + sg.o + q;
   for (int64_t j = 0; j < sg.count; ++j, p += sg.stride) {
-    const Vec16<double> d = load16_f64(p) - k;
-    a1 += d;
-    a2 += d * d;
+    for (int s = 0; s < S; ++s) {
+      const Vec16<double> d = load16_f64(p + s * kLanes) - k[s];
+      a1[s] += d;
+      a2[s] += d * d;
+    }
   }
-  store16(s1 + q, a1);
-  store16(s2 + q, a2);
+  for (int s = 0; s < S; ++s) {
+    store16(s1 + q + s * kLanes, a1[s]);
+    store16(s2 + q + s * kLanes, a2[s]);
+  }
 }
 
 // The same for one slot q (a tail of fewer than 16).
@@ -196,7 +211,9 @@ void rows_forward_train(const BnForwardArgs<T>& a) {
     g.for_each_segment_group(item, [&](const Segments& sg) {
       const double* k = shift.data + sg.l0;
       int64_t q = 0;
-      for (; q + kLanes <= sg.len; q += kLanes) stats_strip(a.x, sg, q, k, acc1, acc2);
+      for (; q + kWalkStrips * kLanes <= sg.len; q += kWalkStrips * kLanes)
+        stats_strips<kWalkStrips>(a.x, sg, q, k, acc1, acc2);
+      for (; q + kLanes <= sg.len; q += kLanes) stats_strips<1>(a.x, sg, q, k, acc1, acc2);
       for (; q < sg.len; ++q) stats_slot(a.x, sg, q, k, acc1, acc2);
     });
     double s1[kMaxWidth], s2[kMaxWidth];
@@ -229,65 +246,80 @@ void rows_forward_eval(const BnForwardArgs<T>& a) {
   rows_normalize<kStream, kRelu>(g, a, params.data);
 }
 
-// Backward sums of slots [q, q + 16) of the segments (a tail of n < 16 slots with
-// kTail): s_dy += sum(g), s_dyx += sum(g * (x - m0)) and in training s_x += sum(x - m0),
-// g the gradient the batch norm sees. In eval also dx = g * k; in training with the
-// ReLU, the mask words.
-template <bool kEval, bool kRelu, bool kTail, class T>
-FASTNN_RUN_LOOP inline void backward_strip(const BnBackwardArgs<T>& a, const Segments& sg, int64_t q, int64_t n,
-                                           const double* m0, const T* k, double* s_dy, double* s_dyx,
-                                           double* s_x, uint16_t* mask) {
+// Backward sums of slots [q, q + 16 * S) of the segments (with kTail, S = 1 and a tail
+// of n < 16 slots): s_dy += sum(g), s_dyx += sum(g * (x - m0)) and in training
+// s_x += sum(x - m0), g the gradient the batch norm sees. In eval also dx = g * k; in
+// training with the ReLU, the mask words.
+template <int S, bool kEval, bool kRelu, bool kTail, class T>
+FASTNN_RUN_LOOP inline void backward_strips(const BnBackwardArgs<T>& a, const Segments& sg, int64_t q, int64_t n,
+                                            const double* m0, const T* k, double* s_dy, double* s_dyx,
+                                            double* s_x, uint16_t* mask) {
+  static_assert(!kTail || S == 1, "a tail is one strip");
   const bool write_mask = kRelu && !kEval;
   const auto load = [n](const auto* p) { return kTail ? load_tail16_f64(p, n) : load16_f64(p); };
-  const Vec16<double> m = load(m0 + q);  // a tail's padding lanes: 0
-  Vec16<double> a_dy = load(s_dy + q), a_dyx = load(s_dyx + q), a_x = load(s_x + q);
+  Vec16<double> m[S], a_dy[S], a_dyx[S], a_x[S];
+  for (int s = 0; s < S; ++s) {
+    const int64_t qs = q + s * kLanes;
+    m[s] = load(m0 + qs);  // a tail's padding lanes: 0
+    a_dy[s] = load(s_dy + qs);
+    a_dyx[s] = load(s_dyx + qs);
+    a_x[s] = load(s_x + qs);
+  }
   const int64_t word_stride = sg.bit_stride / kLanes;
-  uint16_t* words = write_mask ? mask + (sg.bit + q) / kLanes : nullptr;
-  for (int64_t j = 0, o = sg.o + q; j < sg.count; ++j, o += sg.stride) {
-    Vec16<double> gv, xc;
-    T g[kLanes] = {}, xs[kLanes] = {};
-    if (kTail) {
-      for (int64_t l = 0; l < n; ++l) {
-        g[l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l);
-        xs[l] = a.x[o + l];
-      }
-      if (write_mask) {
-        uint32_t b = 0;
-        for (int64_t l = 0; l < n; ++l) b |= uint32_t(mask_stream<kRelu>(a)[o + l] > 0) << l;
-        words[j * word_stride] = uint16_t(b);
-      }
-      gv = load16_f64(g);
-      xc = load16_f64(xs) - m;
-    } else {
-      if (kRelu) {
-        uint32_t bits;
-        store16(g, relu_masked16(a.dy + o, a.y + o, bits));
-        if (write_mask) words[j * word_stride] = uint16_t(bits);
-        gv = load16_f64(g);
-      } else {
-        gv = load16_f64(a.dy + o);
-      }
-      xc = load16_f64(a.x + o) - m;
-    }
-    a_dy += gv;
-    a_dyx += gv * xc;
-    if (!kEval) a_x += xc;
-    if (kEval) {  // dx = g * k, after the loads (dx may be dy, y or x)
+  uint16_t* words = write_mask ? mask + (sg.bit + q) / kLanes : nullptr;  // strip s: word s
+  for (int64_t j = 0, row = sg.o + q; j < sg.count; ++j, row += sg.stride) {
+    for (int s = 0; s < S; ++s) {
+      const int64_t o = row + s * kLanes;
+      Vec16<double> gv, xc;
+      T g[kLanes] = {}, xs[kLanes] = {};
       if (kTail) {
-        for (int64_t l = 0; l < n; ++l) a.dx[o + l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l) * k[q + l];
+        for (int64_t l = 0; l < n; ++l) {
+          g[l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l);
+          xs[l] = a.x[o + l];
+        }
+        if (write_mask) {
+          uint32_t b = 0;
+          for (int64_t l = 0; l < n; ++l) b |= uint32_t(mask_stream<kRelu>(a)[o + l] > 0) << l;
+          words[j * word_stride] = uint16_t(b);
+        }
+        gv = load16_f64(g);
+        xc = load16_f64(xs) - m[s];
       } else {
-        store16(a.dx + o, (kRelu ? load16(g) : load16(a.dy + o)) * load16(k + q));
+        if (kRelu) {
+          uint32_t bits;
+          store16(g, relu_masked16(a.dy + o, a.y + o, bits));
+          if (write_mask) words[j * word_stride + s] = uint16_t(bits);
+          gv = load16_f64(g);
+        } else {
+          gv = load16_f64(a.dy + o);
+        }
+        xc = load16_f64(a.x + o) - m[s];
+      }
+      a_dy[s] += gv;
+      a_dyx[s] += gv * xc;
+      if (!kEval) a_x[s] += xc;
+      if (kEval) {  // dx = g * k, after the loads (dx may be dy, y or x)
+        const int64_t qs = q + s * kLanes;
+        if (kTail) {
+          for (int64_t l = 0; l < n; ++l)
+            a.dx[o + l] = grad1<kRelu>(a.dy + o + l, mask_stream<kRelu>(a) + o + l) * k[qs + l];
+        } else {
+          store16(a.dx + o, (kRelu ? load16(g) : load16(a.dy + o)) * load16(k + qs));
+        }
       }
     }
   }
-  double t_dy[kLanes], t_dyx[kLanes], t_x[kLanes];
-  store16(t_dy, a_dy);
-  store16(t_dyx, a_dyx);
-  store16(t_x, a_x);
-  for (int64_t l = 0; l < (kTail ? n : kLanes); ++l) {
-    s_dy[q + l] = t_dy[l];
-    s_dyx[q + l] = t_dyx[l];
-    s_x[q + l] = t_x[l];
+  for (int s = 0; s < S; ++s) {
+    const int64_t qs = q + s * kLanes;
+    double t_dy[kLanes], t_dyx[kLanes], t_x[kLanes];
+    store16(t_dy, a_dy[s]);
+    store16(t_dyx, a_dyx[s]);
+    store16(t_x, a_x[s]);
+    for (int64_t l = 0; l < (kTail ? n : kLanes); ++l) {
+      s_dy[qs + l] = t_dy[l];
+      s_dyx[qs + l] = t_dyx[l];
+      s_x[qs + l] = t_x[l];
+    }
   }
 }
 
@@ -305,9 +337,12 @@ void rows_backward_sums(const Rows& g, const BnBackwardArgs<T>& a, const double*
       const double* m = m0 + sg.l0;
       const T* kl = kEval ? k + sg.l0 : nullptr;
       int64_t q = 0;
+      for (; q + kWalkStrips * kLanes <= sg.len; q += kWalkStrips * kLanes)
+        backward_strips<kWalkStrips, kEval, kRelu, false>(a, sg, q, kLanes, m, kl, s_dy, s_dyx, s_x, mask);
       for (; q + kLanes <= sg.len; q += kLanes)
-        backward_strip<kEval, kRelu, false>(a, sg, q, kLanes, m, kl, s_dy, s_dyx, s_x, mask);
-      if (q < sg.len) backward_strip<kEval, kRelu, true>(a, sg, q, sg.len - q, m, kl, s_dy, s_dyx, s_x, mask);
+        backward_strips<1, kEval, kRelu, false>(a, sg, q, kLanes, m, kl, s_dy, s_dyx, s_x, mask);
+      if (q < sg.len)
+        backward_strips<1, kEval, kRelu, true>(a, sg, q, sg.len - q, m, kl, s_dy, s_dyx, s_x, mask);
     });
     double f_dy[kMaxWidth], f_dyx[kMaxWidth], f_x[kMaxWidth];
     g.fold(item, s_dy, f_dy);
