@@ -68,7 +68,7 @@ cd /tmp  # import the installed package, not the source tree
 section "GPU tests (pytest -m cuda)"
 status_tests=failed
 # -W default: a library's deprecation warning is reported, not turned into a failure
-timeout 240 "$python" -m pytest "$root/tests/test_cuda.py" -m cuda -x -q -p no:cacheprovider \
+timeout 240 "$python" -m pytest "$root"/tests/test_cuda*.py -m cuda -x -q -p no:cacheprovider \
   -o addopts="" -W default --rootdir "$root" > "$logs/tests.log" 2>&1 && status_tests=passed || true
 tail -25 "$logs/tests.log"
 
