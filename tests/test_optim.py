@@ -430,7 +430,7 @@ def test_grad_scale_divides_inside_the_kernel():
 @pytest.mark.parametrize("cls,kw", FULL_STATE, ids=[c.__name__ for c, _ in FULL_STATE])
 def test_bitwise_identical_across_threads_and_simd_levels(cls, kw, simd_levels, simd_level, num_threads):
     # chunks of 2**15 elements: a parameter over several chunks, and many small ones
-    shapes = [(100_003,), (1,), (17,), (3, 5)] + [(n,) for n in range(30, 60, 3)]
+    shapes = [(100_003,), (1,), (0,), (17,), (3, 5)] + [(n,) for n in range(30, 60, 3)] + [(70_000,)]
     datas = make_params(np.float32, 16, shapes)
     results = []
     for level in simd_levels:

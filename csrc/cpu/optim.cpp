@@ -68,6 +68,31 @@ struct Chunks {
   }
   int64_t tasks() { return first[count]; }
   int threads(int wanted) { return elements < kOptimParallelMin ? 1 : wanted; }
+  // cut[0..team]: worker w's tasks are [cut[w], cut[w + 1]), each range holding about
+  // elements / team elements. (Equal task counts are not equal work: a big tensor's
+  // chunks are full and a small tensor's one chunk is short, so one worker could get
+  // most of the big tensors: 61% of the elements with 200 tensors of mixed sizes.)
+  void balanced_cuts(const int64_t* sizes, int team, int64_t* cut) {
+    int w = 1;
+    int64_t before = 0, t = 0;  // elements before task t
+    cut[0] = 0;
+    for (int64_t i = 0; i < count; ++i)
+      for (int64_t c = 0; c < first[i + 1] - first[i]; ++c, ++t) {
+        while (w < team && before * team >= elements * w) cut[w++] = t;
+        before += chunk_length(c, sizes[i], kOptimChunk);
+      }
+    while (w <= team) cut[w++] = t;
+  }
+  // body(lo, hi) on each worker's range of tasks (balanced_cuts).
+  template <class F>
+  void parallel_balanced(const int64_t* sizes, int threads, const F& body) {
+    const int team = workers(tasks(), threads);
+    Scratch<int64_t> cut(team + 1);
+    balanced_cuts(sizes, team, cut.data);
+    parallel_ranges(team, team, [&](int64_t lo, int64_t hi, int) {
+      for (int64_t w = lo; w < hi; ++w) body(cut[w], cut[w + 1]);
+    });
+  }
   // The tensor holding task t: the last i with first[i] <= t (empty tensors hold none).
   int64_t tensor_of(int64_t t) {
     int64_t lo = 0, hi = count - 1;
@@ -223,7 +248,7 @@ bool optim_step(const OptimArgs<T>& a) {
   const int threads = chunks.threads(a.threads);
   if (a.check_finite) {
     int bad = 0;
-    parallel_ranges(tasks, threads, [&](int64_t lo, int64_t hi, int) {
+    chunks.parallel_balanced(a.sizes, threads, [&](int64_t lo, int64_t hi) {
       chunks.each_chunk(lo, hi, a.sizes, [&](int64_t i, int64_t o, int64_t n) {
         if (!__atomic_load_n(&bad, __ATOMIC_RELAXED) && !chunk_finite(a.grad[i] + o, n))
           __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);
@@ -231,7 +256,7 @@ bool optim_step(const OptimArgs<T>& a) {
     });
     if (bad) return false;
   }
-  parallel_ranges(tasks, threads, [&](int64_t lo, int64_t hi, int) {
+  chunks.parallel_balanced(a.sizes, threads, [&](int64_t lo, int64_t hi) {
     chunks.each_chunk_backwards(lo, hi, a.sizes, [&](int64_t i, int64_t o, int64_t n) { step_chunk(a, s, i, o, n); });
   });
   return true;
@@ -241,7 +266,7 @@ template <class T>
 bool optim_all_finite(const T* const* arrays, const int64_t* sizes, int64_t count, int threads) {
   Chunks chunks(sizes, count);
   int bad = 0;
-  parallel_ranges(chunks.tasks(), chunks.threads(threads), [&](int64_t lo, int64_t hi, int) {
+  chunks.parallel_balanced(sizes, chunks.threads(threads), [&](int64_t lo, int64_t hi) {
     chunks.each_chunk(lo, hi, sizes, [&](int64_t i, int64_t o, int64_t n) {
       if (!__atomic_load_n(&bad, __ATOMIC_RELAXED) && !chunk_finite(arrays[i] + o, n))
         __atomic_store_n(&bad, 1, __ATOMIC_RELAXED);  // (once known, the rest is skipped)
