@@ -441,3 +441,12 @@ def test_max_pool_layer_has_no_window_size_limit(rng):
     dx = pool.backward(np.ones_like(y))
     i, j = np.unravel_index(np.argmax(x[0, 0, :17, :17]), (17, 17))
     assert dx.sum() == 1 and dx[0, 0, i, j] == 1
+
+
+def test_max_pool_window_over_2_24_elements_is_refused():
+    # the CPU kernel keeps each window's running index as a float, exact up to 2**24
+    x = np.zeros((1, 1, 4097, 4097), np.float32)
+    with pytest.raises(ValueError, match=r"kernel_size \(4097, 4097\) has more than 2\*\*24 elements"):
+        K.max_pool2d(x, 4097, 4097, 0, None, None)
+    y, index = K.max_pool2d(np.zeros((1, 1, 4096, 4096), np.float32), 4096, 4096, 0, None, None)  # 2**24
+    assert y.shape == (1, 1, 1, 1) and index.dtype == np.int32 and index.item() == 0
