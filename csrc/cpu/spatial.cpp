@@ -87,6 +87,26 @@ void im2col(const T* x, T* cols, const Window2d& g, int threads) {
   });
 }
 
+// acc (H, W), a plane in float64, += what every kernel offset (i, j) of the windows
+// read there: src(i, j) gives the offset's (OH, OW) values. Offsets in (i, j) order,
+// windows in (p, q) order, so each element's sum has a fixed order.
+template <class T, class Step, class Src>
+inline void add_windows(double* acc, const Window2d& g, const Spans& spans, Step step, const Src& src) {
+  for (int64_t e = 0; e < g.H * g.W; ++e) acc[e] = 0;
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const T* values = src(i, j);
+      const int64_t column = j * g.dw - g.pw;
+      const Span qs = spans.output_cols.data[j];
+      const Span ps = spans.output_rows.data[i];
+      for (int64_t p = ps.lo; p < ps.hi; ++p) {
+        double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
+        const T* v = values + p * g.OW;
+        for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * step.get()] += double(v[q]);
+      }
+    }
+}
+
 // Task (n, c): plane (n, c) of dx summed in a float64 plane, kernel offset by offset.
 template <class T>
 void col2im(const T* cols, T* dx, const Window2d& g, int threads) {
@@ -98,19 +118,8 @@ void col2im(const T* cols, T* dx, const Window2d& g, int threads) {
     parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
       const int64_t n = t / g.C, c = t % g.C;
       double* acc = sums.data + w * plane;
-      for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const T* src = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
-          const int64_t column = j * g.dw - g.pw;
-          const Span qs = spans.output_cols.data[j];
-          const Span ps = spans.output_rows.data[i];
-          for (int64_t p = ps.lo; p < ps.hi; ++p) {
-            double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
-            const T* s = src + p * g.OW;
-            for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * step.get()] += double(s[q]);
-          }
-        }
+      add_windows<T>(acc, g, spans, step,
+                     [&](int64_t i, int64_t j) { return cols + ((c * g.kh + i) * g.kw + j) * NP + n * P; });
       T* out = dx + t * plane;
       for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e]);
     });
@@ -305,19 +314,8 @@ void avg_pool_backward(const T* dy, T* dx, const Window2d& g, int threads) {
   with_step(g.sw, [&](auto step) {
     parallel_for_workers(g.N * g.C, threads, [&](int64_t t, int w) {
       double* acc = sums.data + w * plane;
-      for (int64_t e = 0; e < plane; ++e) acc[e] = 0;
       const T* d = dy + t * P;
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t column = j * g.dw - g.pw;
-          const Span qs = spans.output_cols.data[j];
-          const Span ps = spans.output_rows.data[i];
-          for (int64_t p = ps.lo; p < ps.hi; ++p) {
-            double* row = acc + (p * g.sh - g.ph + i * g.dh) * g.W;
-            const T* s = d + p * g.OW;
-            for (int64_t q = qs.lo; q < qs.hi; ++q) row[column + q * step.get()] += double(s[q]);
-          }
-        }
+      add_windows<T>(acc, g, spans, step, [d](int64_t, int64_t) { return d; });
       T* out = dx + t * plane;
       for (int64_t e = 0; e < plane; ++e) out[e] = T(acc[e] / count);
     });
