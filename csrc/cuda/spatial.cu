@@ -24,6 +24,20 @@ __device__ __forceinline__ int64_t window_at(int64_t pos, int64_t step, int64_t 
   return t < n ? t : -1;
 }
 
+// f(i, j, p, q) for each window (p, q) whose kernel offset (i, j) reads input position
+// (ih, iw), offsets in (i, j) order (the order the CPU adds them in).
+template <class F>
+__device__ __forceinline__ void for_windows_reading(int64_t ih, int64_t iw, const Window2d& g, F f) {
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t p = window_at(ih + g.ph - i * g.dh, g.sh, g.OH);
+    if (p < 0) continue;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t q = window_at(iw + g.pw - j * g.dw, g.sw, g.OW);
+      if (q >= 0) f(i, j, p, q);
+    }
+  }
+}
+
 // cols element (row (c, i, j), column (n, p, q)).
 template <class T>
 __global__ void __launch_bounds__(kThreads) im2col_kernel(const T* x, T* cols, Window2d g, int64_t total) {
@@ -45,14 +59,9 @@ __global__ void __launch_bounds__(kThreads) col2im_kernel(const T* cols, T* dx, 
   FASTNN_GRID_LOOP(e, total) {
     const int64_t iw = e % g.W, ih = e / g.W % g.H, c = e / (g.H * g.W) % g.C, n = e / (g.C * g.H * g.W);
     double acc = 0;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t p = window_at(ih + g.ph - i * g.dh, g.sh, g.OH);
-      if (p < 0) continue;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t q = window_at(iw + g.pw - j * g.dw, g.sw, g.OW);
-        if (q >= 0) acc += double(cols[((c * g.kh + i) * g.kw + j) * NP + n * P + p * g.OW + q]);
-      }
-    }
+    for_windows_reading(ih, iw, g, [&](int64_t i, int64_t j, int64_t p, int64_t q) {
+      acc += double(cols[((c * g.kh + i) * g.kw + j) * NP + n * P + p * g.OW + q]);
+    });
     dx[e] = T(acc);
   }
 }
@@ -153,14 +162,7 @@ __global__ void __launch_bounds__(kThreads) avg_pool_backward_kernel(const T* dy
     const int64_t iw = e % g.W, ih = e / g.W % g.H, plane = e / (g.H * g.W);
     const T* d = dy + plane * g.OH * g.OW;
     double acc = 0;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t p = window_at(ih + g.ph - i * g.dh, g.sh, g.OH);
-      if (p < 0) continue;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t q = window_at(iw + g.pw - j * g.dw, g.sw, g.OW);
-        if (q >= 0) acc += double(d[p * g.OW + q]);
-      }
-    }
+    for_windows_reading(ih, iw, g, [&](int64_t, int64_t, int64_t p, int64_t q) { acc += double(d[p * g.OW + q]); });
     dx[e] = T(acc / double(g.kh * g.kw));
   }
 }
