@@ -27,6 +27,7 @@ and of the pytest-benchmark suite.
 """
 
 import functools
+import gc
 import json
 import os
 import shutil
@@ -301,13 +302,27 @@ def job(rounds, out):
         else:
             row = _lockstep(comm, impls, rounds)
         found[case_name(f"ddp_step {MODEL}", layout, batch)] = (row, results)
+        del impls  # torch's DDP holds the gloo group: dropped before the group is destroyed
     if rank == 0:
         with open(out, "w") as f:
             json.dump({name: {"ms": {k: ms for k, (ms, _) in row.items()},
                               "calls": {k: calls for k, (_, calls) in row.items()}, "results": results}
                        for name, (row, results) in found.items()}, f)
+    _close(comm, tdist)
+
+
+def _close(comm, tdist):
+    """Tears gloo down while the interpreter is whole and both ranks are done with it:
+    a gloo group (or its TCP store, hosted by rank 0) freed during interpreter exit, or
+    while the other rank still uses it, can abort the process from gloo's threads."""
+    import fastnn.distributed as dist
+
     if tdist is not None:
+        gc.collect()  # the last references to the group (a model's reducer) go now
+        comm.Barrier()
         tdist.destroy_process_group()
+        gc.collect()
+        comm.Barrier()
     dist.destroy_process_group()
 
 
