@@ -24,6 +24,7 @@ namespace {
 constexpr int64_t kChunk = int64_t(1) << 15;  // values per task (about)
 constexpr int64_t kNarrowClasses = 16;
 constexpr int64_t kScratchRowBytes = int64_t(256) << 10;  // wider rows use probs as scratch
+constexpr int64_t kPageBytes = 4096;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -109,11 +110,15 @@ T row_max(const T* x, int64_t K) {
 }
 
 // e[i] = exp(x[i] - m) for i < K; returns their sum in float64, element i in lane i % 16.
+// next: the row to fetch into the cache meanwhile (or null).
 template <class T>
-double exp_row(const T* x, T m, T* e, int64_t K) {
+double exp_row(const T* x, T m, T* e, int64_t K, const T* next) {
   Vec16<double> s = zeros16<double>();
   int64_t i = 0;
   for (; i + kLanes <= K; i += kLanes) {
+    // The next row, a line per vector: the hardware prefetchers stop at a page's end,
+    // and a row of 1000 classes is one page, so they would leave it to the max pass.
+    if (next) __builtin_prefetch(next + i, 0, 3);
     const Vec16<T> v = softmax_exp(load16(x + i) - m);
     store16(e + i, v);
     s += load16_f64(e + i);
@@ -143,6 +148,18 @@ void scale_row(const T* e, T inv, T* p, int64_t K) {
   for (; i < K; ++i) p[i] = e[i] * inv;
 }
 
+// Where row x's exponentials go in a worker's scratch (a row plus a page): at half a page
+// from x modulo the page, on a 64-byte boundary. A load whose address matches an earlier,
+// unfinished store's in the low 12 bits waits for it (4K aliasing): with the scratch row
+// at a page offset near x's (or probs' near the scratch's), each load of x (or of the
+// scratch) just ahead of the stores would, and the row took up to twice as long.
+template <class T>
+T* scratch_row(const T* x, T* scratch) {
+  const uintptr_t gap = (reinterpret_cast<uintptr_t>(x) + kPageBytes / 2 - reinterpret_cast<uintptr_t>(scratch)) %
+                        kPageBytes;
+  return scratch + (gap & ~uintptr_t(63)) / sizeof(T);
+}
+
 template <bool kStream, class T>
 double wide_rows(const T* logits, const void* labels, int label_bytes, T* probs, int64_t r0,
                  int64_t r1, int64_t K, T* scratch) {
@@ -150,10 +167,10 @@ double wide_rows(const T* logits, const void* labels, int label_bytes, T* probs,
   for (int64_t r = r0; r < r1; ++r) {
     const T* x = logits + r * K;
     T* p = probs + r * K;
-    T* e = scratch ? scratch : p;  // probs may be logits: x is read before p is written
+    T* e = scratch ? scratch_row(x, scratch) : p;  // probs may be logits: x is read before p is written
     const T m = row_max(x, K);
     const double label_logit = double(x[label_at(labels, label_bytes, r)]);
-    const double s = exp_row(x, m, e, K);
+    const double s = exp_row(x, m, e, K, r + 1 < r1 ? x + K : nullptr);
     scale_row<kStream>(e, T(1.0 / s), p, K);
     loss += softmax_row_loss(double(m), s, label_logit);
   }
@@ -179,9 +196,11 @@ double softmax_xent(const T* logits, const void* labels, int label_bytes, T* pro
     const bool stream = streaming_pays(2 * rows * classes * int64_t(sizeof(T)));
     const bool own_scratch = classes * int64_t(sizeof(T)) <= kScratchRowBytes;
     const int team = workers(tasks, threads);
-    Scratch<T> scratch(own_scratch ? team * classes : 0);
+    // a row, its page offset, and whole cache lines: workers never write to one line
+    const int64_t stride = (classes + kPageBytes / int64_t(sizeof(T)) + kLanes - 1) / kLanes * kLanes;
+    Scratch<T> scratch(own_scratch ? team * stride : 0);
     parallel_for_workers(tasks, threads, [&](int64_t t, int w) {
-      T* row = own_scratch ? scratch.data + w * classes : nullptr;
+      T* row = own_scratch ? scratch.data + w * stride : nullptr;
       const int64_t r0 = t * per, r1 = min64(rows, r0 + per);
       part[t] = stream ? wide_rows<true>(logits, labels, label_bytes, probs, r0, r1, classes, row)
                        : wide_rows<false>(logits, labels, label_bytes, probs, r0, r1, classes, row);
