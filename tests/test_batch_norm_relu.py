@@ -316,7 +316,8 @@ def test_streamed_and_misaligned_outputs_same_bits(dtype, layout, relu, simd_lev
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("layout", [((4, 3, 7, 5), 1), ((4, 7, 5, 3), -1), ((9, 6), 1)],
+@pytest.mark.parametrize("layout", [((4, 3, 7, 5), 1), ((4, 7, 5, 3), -1), ((9, 6), 1),
+                                    ((2, 3, 8, 8), 1), ((4, 4, 4, 32), -1)],  # runs of whole vectors
                          ids=layout_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_in_place(dtype, layout, training):

@@ -158,10 +158,17 @@ FASTNN_RUN_LOOP inline void write_run(T* out, int64_t len, const VecF& vec, cons
     for (int64_t i = 0; i < len; ++i) out[i] = one(i);
     return;
   }
-  const int64_t last = len - kLanes;
-  const Vec16<T> end = vec(last);  // the last 16 values, read before anything is written
   int64_t i = 0;
   const int64_t head = kStream ? values_to_alignment(out) : -1;
+  if (len % kLanes == 0 && head <= 0) {  // whole vectors, no head: no ragged end to guard
+    for (; i < len; i += kLanes) {
+      if (head == 0) stream16(out + i, vec(i));
+      else store16(out + i, vec(i));
+    }
+    return;
+  }
+  const int64_t last = len - kLanes;
+  const Vec16<T> end = vec(last);  // the last 16 values, read before anything is written
   if (head >= 0 && head <= last) {
     if (head > 0) {
       T first[kLanes];
