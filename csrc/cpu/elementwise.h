@@ -21,12 +21,21 @@ struct StreamStore {
   template <class T> void operator()(T* p, const Vec16<T>& v) const { stream16(p, v); }
 };
 
-// y[i] = f(src[i]...) for i < n, kUnroll vectors per step. Every vector is loaded
-// before any is stored, so y may be one of the sources.
+// A streamed task ends with a fence that waits for its stores: tasks of 2^18 values
+// (1 MB of floats) ran a 64M-element pass faster than tasks of 128 KB.
+constexpr int64_t kStreamTaskValues = int64_t(1) << 18;
+
+// y[i] = f(src[i]...) for i < n, kUnroll vectors per step. A vector is stored only
+// after it is loaded (y[i] from src[i]), so y may be one of the sources.
 template <class Store, class T, class F, class... Src>
 inline void map_unrolled(T* y, int64_t n, const F& f, const Src*... src) {
   int64_t i = 0;
   for (; i + kUnroll * kLanes <= n; i += kUnroll * kLanes) {
+    if (std::is_same<Store, StreamStore>::value) {  // each vector stored as soon as it is made:
+      // on huge pages, four loads then four streaming stores were 20% slower at 64M
+      for (int u = 0; u < kUnroll; ++u) Store{}(y + i + u * kLanes, f(load16(src + i + u * kLanes)...));
+      continue;
+    }
     Vec16<T> v[kUnroll];
     for (int u = 0; u < kUnroll; ++u) v[u] = f(load16(src + i + u * kLanes)...);
     for (int u = 0; u < kUnroll; ++u) Store{}(y + i + u * kLanes, v[u]);
@@ -40,6 +49,7 @@ inline void map_unrolled(T* y, int64_t n, const F& f, const Src*... src) {
 template <class T, class F, class... Src>
 void map_chunks(T* y, int64_t n, int64_t chunk, bool stream, int threads, const F& f,
                 const Src*... src) {
+  if (stream && chunk < kStreamTaskValues) chunk = kStreamTaskValues;
   parallel_for(chunk_count(n, chunk), threads, [&](int64_t t) {
     const int64_t o = t * chunk, len = chunk_length(t, n, chunk);
     const int64_t head = stream ? values_to_alignment(y + o) : -1;
