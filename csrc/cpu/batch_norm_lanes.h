@@ -160,11 +160,12 @@ FASTNN_RUN_LOOP inline void write_run(T* out, int64_t len, const VecF& vec, cons
   }
   int64_t i = 0;
   const int64_t head = kStream ? values_to_alignment(out) : -1;
-  if (len % kLanes == 0 && head <= 0) {  // whole vectors, no head: no ragged end to guard
-    for (; i < len; i += kLanes) {
-      if (head == 0) stream16(out + i, vec(i));
-      else store16(out + i, vec(i));
-    }
+  if (len % kLanes == 0 && head == 0) {  // whole vectors, no head: no ragged end to guard
+    for (; i < len; i += kLanes) stream16(out + i, vec(i));
+    return;
+  }
+  if (len % kLanes == 0 && head < 0) {
+    for (; i < len; i += kLanes) store16(out + i, vec(i));
     return;
   }
   const int64_t last = len - kLanes;

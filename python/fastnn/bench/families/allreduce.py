@@ -308,15 +308,13 @@ def job(rounds, out):
             json.dump({name: {"ms": {k: ms for k, (ms, _) in row.items()},
                               "calls": {k: calls for k, (_, calls) in row.items()}, "results": results}
                        for name, (row, results) in found.items()}, f)
-    _close(comm, tdist)
+    _close(comm, tdist, dist)
 
 
-def _close(comm, tdist):
+def _close(comm, tdist, dist):
     """Tears gloo down while the interpreter is whole and both ranks are done with it:
     a gloo group (or its TCP store, hosted by rank 0) freed during interpreter exit, or
     while the other rank still uses it, can abort the process from gloo's threads."""
-    import fastnn.distributed as dist
-
     if tdist is not None:
         gc.collect()  # the last references to the group (a model's reducer) go now
         comm.Barrier()
