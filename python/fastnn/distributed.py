@@ -32,6 +32,7 @@ import contextlib
 import math
 import numbers
 import sys
+import time
 from collections import Counter
 
 import numpy as np
@@ -49,6 +50,7 @@ BUCKET_CAP_MB = 25  # the default bucket size of all_reduce and DistributedDataP
 _FIRST_BUCKET_MB = 1  # DDP's first bucket (the last layers' gradients): small, so it starts early
 ALONE_BYTES = 1 << 20  # all_reduce and broadcast send arrays this big as they are, unpacked
 _REDUCE_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64))
+_ABORT_GRACE_S = 0.25  # a raising rank's pause before it aborts the job (see _abort_hook)
 
 _group = None  # the process group, once init_process_group has run
 
@@ -271,6 +273,9 @@ def _abort_hook(group):
         sys.stderr.write(f"fastnn.distributed: rank {group.rank} of {group.size} raised "
                          f"{exc_type.__name__}; aborting every rank\n")
         sys.stderr.flush()
+        # mpiexec forwards a rank's output from a pipe; an abort right away can end the
+        # job before it has read the traceback (seen in about 1 job in 25)
+        time.sleep(_ABORT_GRACE_S)
         group.MPI.COMM_WORLD.Abort(1)
 
     return hook
