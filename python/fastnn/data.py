@@ -255,7 +255,10 @@ class _Eigenbasis(_Fitted):
         cov = centred.T @ centred / (n - 1)
         values, vectors = xp.linalg.eigh(cov)  # ascending
         values, vectors = values[::-1], vectors[:, ::-1]
-        values = xp.maximum(values, 0.0)  # rounding can make a zero eigenvalue slightly negative
+        # A zero variance comes out of eigh as a rounding error of either sign (its size
+        # and sign depend on the BLAS): below NumPy's matrix_rank tolerance it is 0.
+        tol = float(values[0]) * d * np.finfo(np.float64).eps
+        values = xp.where(values > tol, values, 0.0)
         # a fixed sign per component (its largest entry positive), so fits are reproducible
         signs = xp.sign(vectors[xp.argmax(xp.abs(vectors), axis=0), xp.arange(d)])
         vectors = vectors * xp.where(signs == 0, 1.0, signs)
