@@ -149,7 +149,7 @@ inline uint32_t bits_at(const uint16_t* mask, int64_t bit) {
 // out[i] for i < len: vec(i) gives the 16 values at i, one(i) a single value (only for
 // runs shorter than 16). A run that doesn't end on a vector boundary ends with the
 // vector at len - 16, computed before anything it reads is written (out may be an
-// input). With kStream, the vectors from out's first register boundary on are streamed
+// input). With kStream, the vectors from out's first cache line boundary on are streamed
 // past the cache, and the values before it come from vec(0) (the caller calls
 // stream_fence() before its task ends). The values don't depend on the path.
 template <bool kStream, class T, class VecF, class OneF>

@@ -13,7 +13,7 @@ FASTNN_CPU_NAMESPACE_BEGIN
 // levels hold a Vec16 in 2 or 4 registers: 2 chains. The bits don't depend on it.
 constexpr int kUnroll = kRegisterBytes == 64 ? 4 : 2;
 
-// The main loops' stores: plain, or streaming past the cache (y aligned to a register).
+// The main loops' stores: plain, or streaming past the cache (y aligned to a cache line).
 struct PlainStore {
   template <class T> void operator()(T* p, const Vec16<T>& v) const { store16(p, v); }
 };
@@ -45,7 +45,7 @@ inline void map_unrolled(T* y, int64_t n, const F& f, const Src*... src) {
 }
 
 // The same over chunks of `chunk` values, in parallel. With `stream`, each chunk's
-// values before y's first register boundary are stored plainly, the rest streamed.
+// values before y's first cache line boundary are stored plainly, the rest streamed.
 template <class T, class F, class... Src>
 void map_chunks(T* y, int64_t n, int64_t chunk, bool stream, int threads, const F& f,
                 const Src*... src) {

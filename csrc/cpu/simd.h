@@ -306,13 +306,20 @@ inline void stream_fence() {
 #endif
 }
 
-// Values of T before p reaches a kRegisterBytes boundary, or -1 if it never does (p
-// not aligned to sizeof(T)).
+// Streamed stores start at a cache line: a line written partly by streaming stores and
+// partly by plain ones (a run's ragged head or tail) costs a round trip to memory each
+// time. On AVX2 (32-byte registers) register alignment was not enough: batch norm's
+// NHWC rows written into a NumPy array (16 bytes past a line) took 16x as long.
+constexpr int kCacheLineBytes = 64;
+static_assert(kCacheLineBytes % kRegisterBytes == 0, "a line boundary is a register boundary");
+
+// Values of T before p reaches a cache line boundary (where streamed stores may begin),
+// or -1 if it never does (p not aligned to sizeof(T)).
 template <class T>
 inline int64_t values_to_alignment(const T* p) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (a % sizeof(T)) return -1;
-  return int64_t((uintptr_t(0) - a) % kRegisterBytes / sizeof(T));
+  return int64_t((uintptr_t(0) - a) % kCacheLineBytes / sizeof(T));
 }
 
 // Whether a pass over arrays of `bytes` in all should stream its output: when they

@@ -85,12 +85,12 @@ double stream_read(const float* src, int64_t n, int threads) {
   return word;
 }
 
-// Whether the w arrays sit at the same offset from a register boundary (so one head
-// loop aligns them all).
+// Whether the w arrays sit at the same offset from a cache line (so one head loop
+// aligns them all).
 inline bool same_alignment(float* const* arrays, int64_t w) {
   if (w == 0 || values_to_alignment(arrays[0]) < 0) return false;
   for (int64_t a = 1; a < w; ++a)
-    if ((reinterpret_cast<uintptr_t>(arrays[a]) - reinterpret_cast<uintptr_t>(arrays[0])) % kRegisterBytes)
+    if ((reinterpret_cast<uintptr_t>(arrays[a]) - reinterpret_cast<uintptr_t>(arrays[0])) % kCacheLineBytes)
       return false;
   return true;
 }
