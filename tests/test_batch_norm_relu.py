@@ -267,8 +267,11 @@ def _misaligned_like(a):
     return buf[skip:skip + a.size].reshape(a.shape)
 
 
+# rows layouts: narrow C (16, 33), wide C in one tile of columns (100; 64 and 80, whose
+# ReLU mask bits follow the flat index; 700 rows of 64 make two blocks), two tiles (300)
 STREAM_LAYOUTS = [((4, 3, 100, 100), 1), ((37, 5, 7, 7), 1), ((2, 3, 9000), 1), ((4096, 16), -1),
-                  ((3, 4, 5, 33), -1), ((50, 100), -1), ((9, 3, 3, 300), -1), ((5, 3, 13), 1)]
+                  ((3, 4, 5, 33), -1), ((50, 100), -1), ((9, 3, 3, 300), -1), ((5, 3, 13), 1),
+                  ((700, 64), -1), ((2, 9, 9, 80), -1)]
 
 
 @pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
@@ -310,6 +313,32 @@ def test_streamed_and_misaligned_outputs_same_bits(dtype, layout, relu, simd_lev
                 for i, (a, e) in enumerate(zip(got, ref)):
                     assert np.array_equal(a, e), (
                         f"result {i} differs at {level}, threshold {threshold}, misaligned {misaligned}")
+
+
+@pytest.mark.parametrize("layout", [((4096, 16), -1), ((3, 4, 5, 33), -1), ((700, 64), -1),
+                                    ((2, 9, 9, 80), -1), ((4, 3, 100, 100), 1)], ids=layout_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_streamed_in_place_same_bits(dtype, layout, stream_threshold):
+    """Streamed output passes written over their input (y over x, dx over dy) give the
+    out-of-place bits: each value is read before it is written."""
+    shape, axis = layout
+    x, w, b, rm, rv, dy = make_case(shape, axis, dtype, seed=10)
+    with stream_threshold(0):
+        for training in (True, False):
+            f = F.batch_norm_forward(x, w, b, rm.copy(), rv.copy(), training=training, channel_axis=axis,
+                                     activation="relu")
+            x2 = x.copy()
+            g = F.batch_norm_forward(x2, w, b, rm.copy(), rv.copy(), training=training, channel_axis=axis,
+                                     activation="relu", out=(x2, None, None))
+            assert np.array_equal(g.y, f.y) and np.shares_memory(g.y, x2)
+            want = F.batch_norm_backward(dy, x, w, f.mean, f.invstd, training=training, channel_axis=axis,
+                                         activation="relu", y=f.y)
+            dy2 = dy.copy()
+            got = F.batch_norm_backward(dy2, x, w, f.mean, f.invstd, training=training, channel_axis=axis,
+                                        activation="relu", y=f.y, out=(dy2, None, None))
+            for a, e in zip(got, want):
+                assert np.array_equal(a, e)
+            assert np.shares_memory(got[0], dy2)
 
 
 # =========================================================================== in place, out=

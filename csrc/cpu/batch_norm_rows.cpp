@@ -119,10 +119,26 @@ struct Rows {
     for (int64_t b = 0; b < blocks; ++b) add_sums(total, part[b * C + c]);
     return total;
   }
-  // f(l, c) for each parameter lane l and its channel c = l % C (no division per lane).
-  template <class F> void for_lanes(F f) const {
-    for (int64_t l = 0, c = 0; l < lanes; ++l, c = c + 1 == C ? 0 : c + 1) f(l, c);
+  // f(l, c) for each parameter lane l < n (default: lanes) and its channel c = l % C
+  // (no division per lane).
+  template <class F> void for_lanes(F f, int64_t n = -1) const {
+    if (n < 0) n = lanes;
+    for (int64_t l = 0, c = 0; l < n; ++l, c = c + 1 == C ? 0 : c + 1) f(l, c);
   }
+
+  // The streamed output passes walk an item's rows as one flat run when they are
+  // contiguous in memory (narrow C, or a single tile of columns): row by row, each
+  // row's ragged head and tail would share a cache line with the next row's, and a
+  // line written partly by streaming stores and partly by plain ones costs a trip to
+  // memory (NHWC into a NumPy array, 16 bytes past a line: 1.7x as long). Value i of
+  // the run uses parameter lane i % lanes; the tables repeat their first 16 lanes at
+  // the end, so a vector can start at any lane. With the fused ReLU, a mask bit's index
+  // must be the value's flat index (narrow, or C a multiple of 16).
+  bool flat(bool relu) const { return (narrow || tiles == 1) && (!relu || narrow || C % kLanes == 0); }
+  int64_t table_lanes() const { return lanes + kLanes; }
+  // The item's values: [first, first + count), contiguous when flat().
+  int64_t item_first(int64_t item) const { return block(item) * R * C + first_channel(item); }
+  int64_t item_count(int64_t item) const { return rows_in(item) * C; }
   // Parameter lanes from a per-channel function.
   template <class V, class F> void fill_lanes(V* lane, F f) const {
     for_lanes([&](int64_t l, int64_t c) { lane[l] = f(c); });
@@ -169,17 +185,52 @@ inline void stats_slot(const T* x, const Segments& sg, int64_t q, const double* 
   s2[q] = a2;
 }
 
+// out[i] for i < len, a flat run whose value i uses parameter lane i % period (see
+// Rows::flat): vec(i, lane) gives the 16 values at i, one(i, lane) a single value. The
+// values before out's first cache line boundary and the last partial vector are stored
+// plainly, the rest streamed (the caller calls stream_fence() before its task ends).
+// Each value is read before it is written: out may be an input.
+template <class T, class VecF, class OneF>
+FASTNN_RUN_LOOP inline void stream_flat_run(T* out, int64_t len, int64_t period, const VecF& vec,
+                                            const OneF& one) {
+  int64_t head = values_to_alignment(out), i = 0, lane = 0;
+  if (head < 0 || head > len) head = len;
+  for (; i < head; ++i, lane = lane + 1 == period ? 0 : lane + 1) out[i] = one(i, lane);
+  for (; i + kLanes <= len; i += kLanes) {
+    stream16(out + i, vec(i, lane));
+    lane += kLanes;  // period >= 16
+    if (lane >= period) lane -= period;
+  }
+  for (; i < len; ++i, lane = lane + 1 == period ? 0 : lane + 1) out[i] = one(i, lane);
+}
+
 // y = bn_normalize(x) with per-channel params, spread into lanes of T so the vectors
 // load them like data.
 template <bool kStream, bool kRelu, class T>
 void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizeParams<T>* params) {
-  Scratch<T> hi(g.lanes), lo(g.lanes), scale(g.lanes), shift(g.lanes);
+  Scratch<T> hi(g.table_lanes()), lo(g.table_lanes()), scale(g.table_lanes()), shift(g.table_lanes());
   g.for_lanes([&](int64_t l, int64_t c) {
     hi[l] = params[c].mean_hi;
     lo[l] = params[c].mean_lo;
     scale[l] = params[c].scale;
     shift[l] = params[c].shift;
-  });
+  }, g.table_lanes());
+  if (kStream && g.flat(false)) {
+    parallel_for(g.items(), a.threads, [&](int64_t item) {
+      const int64_t o = g.item_first(item);
+      const T* xs = a.x + o;
+      const T *h = hi.data, *lw = lo.data, *s = scale.data, *b = shift.data;
+      stream_flat_run(
+          a.y + o, g.item_count(item), g.lanes,
+          [=](int64_t i, int64_t l) {
+            return activate<kRelu>(((load16(xs + i) - load16(h + l)) - load16(lw + l)) * load16(s + l) +
+                                   load16(b + l));
+          },
+          [=](int64_t i, int64_t l) { return activate<kRelu>(((xs[i] - h[l]) - lw[l]) * s[l] + b[l]); });
+      stream_fence();
+    });
+    return;
+  }
   parallel_for(g.items(), a.threads, [&](int64_t item) {
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0, int64_t) {
       const T* xs = a.x + o;
@@ -369,14 +420,37 @@ void rows_backward_train(const BnBackwardArgs<T>& a) {
   Scratch<BackwardParams<T>> params(C);
   for (int64_t c = 0; c < C; ++c)
     params[c] = finish_backward_channel(a, c, double(g.M), g.channel_total(part.data, c));
-  Scratch<T> hi(g.lanes), lo(g.lanes), c_dy(g.lanes), c_xc(g.lanes), c_0(g.lanes);
+  const int64_t n = g.table_lanes();
+  Scratch<T> hi(n), lo(n), c_dy(n), c_xc(n), c_0(n);
   g.for_lanes([&](int64_t l, int64_t c) {
     hi[l] = params[c].mean_hi;
     lo[l] = params[c].mean_lo;
     c_dy[l] = params[c].c_dy;
     c_xc[l] = params[c].c_xc;
     c_0[l] = params[c].c_0;
-  });
+  }, n);
+  if (kStream && g.flat(kRelu)) {
+    parallel_for(g.items(), a.threads, [&](int64_t item) {
+      const uint16_t* bits = mask.data;
+      const int64_t o = g.item_first(item);
+      const T *dys = a.dy + o, *xs = a.x + o;
+      const T *h = hi.data, *lw = lo.data, *k1 = c_dy.data, *k2 = c_xc.data, *k3 = c_0.data;
+      stream_flat_run(  // dx may be dy, x or y: each value is read before it is written
+          a.dx + o, g.item_count(item), g.lanes,
+          [=](int64_t i, int64_t l) {
+            Vec16<T> d = load16(dys + i);
+            if (kRelu) d = keep_bits16(bits_at(bits, o + i), d);
+            return (load16(k1 + l) * d + load16(k2 + l) * ((load16(xs + i) - load16(h + l)) - load16(lw + l))) +
+                   load16(k3 + l);
+          },
+          [=](int64_t i, int64_t l) {
+            const T d = kRelu && !(bits_at(bits, o + i) & 1) ? T(0) : dys[i];
+            return (k1[l] * d + k2[l] * ((xs[i] - h[l]) - lw[l])) + k3[l];
+          });
+      stream_fence();
+    });
+    return;
+  }
   parallel_for(g.items(), a.threads, [&](int64_t item) {
     const uint16_t* bits = mask.data;
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0, int64_t bit) {
