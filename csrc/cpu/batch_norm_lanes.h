@@ -12,11 +12,6 @@
 
 FASTNN_CPU_NAMESPACE_BEGIN
 
-// The loops over a run of values: everything they call is inlined into them (GCC's
-// heuristics may leave a lambda or a Vec16 operator out of line in a big function, and
-// then every vector goes through memory).
-#define FASTNN_RUN_LOOP __attribute__((flatten))
-
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 template <class T> inline double weight_at(const T* w, int64_t c) { return w ? double(w[c]) : 1.0; }
 template <class T> inline double bias_at(const T* b, int64_t c) { return b ? double(b[c]) : 0.0; }

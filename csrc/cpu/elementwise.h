@@ -28,7 +28,7 @@ constexpr int64_t kStreamTaskValues = int64_t(1) << 18;
 // y[i] = f(src[i]...) for i < n, kUnroll vectors per step. A vector is stored only
 // after it is loaded (y[i] from src[i]), so y may be one of the sources.
 template <class Store, class T, class F, class... Src>
-inline void map_unrolled(T* y, int64_t n, const F& f, const Src*... src) {
+FASTNN_RUN_LOOP inline void map_unrolled(T* y, int64_t n, const F& f, const Src*... src) {
   int64_t i = 0;
   for (; i + kUnroll * kLanes <= n; i += kUnroll * kLanes) {
     if constexpr (std::is_same<Store, StreamStore>::value) {  // each vector stored as soon as it is made:

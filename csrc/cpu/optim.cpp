@@ -140,7 +140,7 @@ struct Lanes<T, T> {
 
 // body(V(), k) for the 16-lane blocks of [0, n), then for the scalar tail.
 template <class T, class F>
-inline void sweep(int64_t n, const F& body) {
+FASTNN_RUN_LOOP inline void sweep(int64_t n, const F& body) {
   int64_t k = 0;
   for (; k + kLanes <= n; k += kLanes) body(Vec16<T>(), k);
   for (; k < n; ++k) body(T(), k);
