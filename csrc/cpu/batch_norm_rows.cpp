@@ -215,18 +215,22 @@ void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizePar
     scale[l] = params[c].scale;
     shift[l] = params[c].shift;
   }, g.table_lanes());
+  // Value i of x with parameter lane l; copies of the table pointers (a streaming store
+  // may alias anything, and values read through a reference would be reloaded).
+  const T *h = hi.data, *lw = lo.data, *s = scale.data, *b = shift.data;
+  const auto vec = [=](const T* xs, int64_t i, int64_t l) {
+    return activate<kRelu>(((load16(xs + i) - load16(h + l)) - load16(lw + l)) * load16(s + l) + load16(b + l));
+  };
+  const auto one = [=](const T* xs, int64_t i, int64_t l) {
+    return activate<kRelu>(((xs[i] - h[l]) - lw[l]) * s[l] + b[l]);
+  };
   if (kStream && g.flat(false)) {
     parallel_for(g.items(), a.threads, [&](int64_t item) {
       const int64_t o = g.item_first(item);
       const T* xs = a.x + o;
-      const T *h = hi.data, *lw = lo.data, *s = scale.data, *b = shift.data;
       stream_flat_run(
-          a.y + o, g.item_count(item), g.lanes,
-          [=](int64_t i, int64_t l) {
-            return activate<kRelu>(((load16(xs + i) - load16(h + l)) - load16(lw + l)) * load16(s + l) +
-                                   load16(b + l));
-          },
-          [=](int64_t i, int64_t l) { return activate<kRelu>(((xs[i] - h[l]) - lw[l]) * s[l] + b[l]); });
+          a.y + o, g.item_count(item), g.lanes, [=](int64_t i, int64_t l) { return vec(xs, i, l); },
+          [=](int64_t i, int64_t l) { return one(xs, i, l); });
       stream_fence();
     });
     return;
@@ -234,14 +238,9 @@ void rows_normalize(const Rows& g, const BnForwardArgs<T>& a, const NormalizePar
   parallel_for(g.items(), a.threads, [&](int64_t item) {
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0, int64_t) {
       const T* xs = a.x + o;
-      const T *h = hi.data + l0, *lw = lo.data + l0, *s = scale.data + l0, *b = shift.data + l0;
       write_run<kStream>(
-          a.y + o, len,
-          [=](int64_t q) {
-            return activate<kRelu>(((load16(xs + q) - load16(h + q)) - load16(lw + q)) * load16(s + q) +
-                                   load16(b + q));
-          },
-          [=](int64_t q) { return activate<kRelu>(((xs[q] - h[q]) - lw[q]) * s[q] + b[q]); });
+          a.y + o, len, [=](int64_t q) { return vec(xs, q, l0 + q); },
+          [=](int64_t q) { return one(xs, q, l0 + q); });
     });
     if (kStream) stream_fence();
   });
@@ -429,46 +428,38 @@ void rows_backward_train(const BnBackwardArgs<T>& a) {
     c_xc[l] = params[c].c_xc;
     c_0[l] = params[c].c_0;
   }, n);
+  // dx of value i (dy, x at i; mask bit `bit`) with parameter lane l; copies of what
+  // they use (a streaming store may alias anything). dx may be dy, x or y: each value is
+  // read before it is written.
+  const uint16_t* bits = mask.data;
+  const T *h = hi.data, *lw = lo.data, *k1 = c_dy.data, *k2 = c_xc.data, *k3 = c_0.data;
+  const auto vec = [=](const T* dys, const T* xs, int64_t i, int64_t bit, int64_t l) {
+    Vec16<T> d = load16(dys + i);
+    if (kRelu) d = keep_bits16(bits_at(bits, bit), d);
+    return (load16(k1 + l) * d + load16(k2 + l) * ((load16(xs + i) - load16(h + l)) - load16(lw + l))) +
+           load16(k3 + l);
+  };
+  const auto one = [=](const T* dys, const T* xs, int64_t i, int64_t bit, int64_t l) {
+    const T d = kRelu && !(bits_at(bits, bit) & 1) ? T(0) : dys[i];
+    return (k1[l] * d + k2[l] * ((xs[i] - h[l]) - lw[l])) + k3[l];
+  };
   if (kStream && g.flat(kRelu)) {
     parallel_for(g.items(), a.threads, [&](int64_t item) {
-      const uint16_t* bits = mask.data;
-      const int64_t o = g.item_first(item);
+      const int64_t o = g.item_first(item);  // mask bit = flat index (Rows::flat)
       const T *dys = a.dy + o, *xs = a.x + o;
-      const T *h = hi.data, *lw = lo.data, *k1 = c_dy.data, *k2 = c_xc.data, *k3 = c_0.data;
-      stream_flat_run(  // dx may be dy, x or y: each value is read before it is written
-          a.dx + o, g.item_count(item), g.lanes,
-          [=](int64_t i, int64_t l) {
-            Vec16<T> d = load16(dys + i);
-            if (kRelu) d = keep_bits16(bits_at(bits, o + i), d);
-            return (load16(k1 + l) * d + load16(k2 + l) * ((load16(xs + i) - load16(h + l)) - load16(lw + l))) +
-                   load16(k3 + l);
-          },
-          [=](int64_t i, int64_t l) {
-            const T d = kRelu && !(bits_at(bits, o + i) & 1) ? T(0) : dys[i];
-            return (k1[l] * d + k2[l] * ((xs[i] - h[l]) - lw[l])) + k3[l];
-          });
+      stream_flat_run(
+          a.dx + o, g.item_count(item), g.lanes, [=](int64_t i, int64_t l) { return vec(dys, xs, i, o + i, l); },
+          [=](int64_t i, int64_t l) { return one(dys, xs, i, o + i, l); });
       stream_fence();
     });
     return;
   }
   parallel_for(g.items(), a.threads, [&](int64_t item) {
-    const uint16_t* bits = mask.data;
     g.for_each_segment(item, [&](int64_t o, int64_t len, int64_t l0, int64_t bit) {
       const T *dys = a.dy + o, *xs = a.x + o;
-      const T *h = hi.data + l0, *lw = lo.data + l0, *k1 = c_dy.data + l0,
-              *k2 = c_xc.data + l0, *k3 = c_0.data + l0;
-      write_run<kStream>(  // dx may be dy, x or y: each value is read before it is written
-          a.dx + o, len,
-          [=](int64_t q) {
-            Vec16<T> d = load16(dys + q);
-            if (kRelu) d = keep_bits16(bits_at(bits, bit + q), d);
-            return (load16(k1 + q) * d + load16(k2 + q) * ((load16(xs + q) - load16(h + q)) - load16(lw + q))) +
-                   load16(k3 + q);
-          },
-          [=](int64_t q) {
-            const T d = kRelu && !(bits_at(bits, bit + q) & 1) ? T(0) : dys[q];
-            return (k1[q] * d + k2[q] * ((xs[q] - h[q]) - lw[q])) + k3[q];
-          });
+      write_run<kStream>(
+          a.dx + o, len, [=](int64_t q) { return vec(dys, xs, q, bit + q, l0 + q); },
+          [=](int64_t q) { return one(dys, xs, q, bit + q, l0 + q); });
     });
     if (kStream) stream_fence();
   });
